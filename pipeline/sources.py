@@ -6,18 +6,26 @@ come from :func:`pipeline.synth.video_ids` without rendering anything.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.ids import check_video_id
 
+log = logging.getLogger(__name__)
+
+# Hidden files named in the warning about skipped files; the rest are only counted.
+HIDDEN_NAMES_SHOWN = 5
+
 
 def list_videos(dataset: Mapping[str, Any]) -> dict[str, str]:
     """Video id -> path of every video of the data set, sorted by id.
 
     Synthetic videos live under ``results/{name}/videos/``; a ``videos`` source lists
-    ``videos_dir`` (ids are file names without extension, which must be unique).
+    ``videos_dir`` (ids are file names without extension, which must be unique). Hidden files
+    (names starting with ``.``, such as the ``._clip.mp4`` resource forks macOS leaves on copied
+    folders) are not videos: they are skipped, with one warning giving their number.
     """
     if dataset["source"] == "import":
         return {}  # the importer reads the release's files itself
@@ -37,8 +45,12 @@ def list_videos(dataset: Mapping[str, Any]) -> dict[str, str]:
         raise FileNotFoundError(f"dataset.videos_dir {folder} is not a folder")
     extensions = {ext.lower() for ext in dataset["video_extensions"]}
     videos: dict[str, str] = {}
+    hidden: list[str] = []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in extensions or not path.is_file():
+            continue
+        if path.name.startswith("."):
+            hidden.append(path.name)
             continue
         try:
             video_id = check_video_id(path.stem)
@@ -49,8 +61,22 @@ def list_videos(dataset: Mapping[str, Any]) -> dict[str, str]:
                 f"{folder}: two videos have the id {video_id!r}: {videos[video_id]}, {path}"
             )
         videos[video_id] = str(path)
+    if hidden:
+        shown = ", ".join(hidden[:HIDDEN_NAMES_SHOWN]) + (
+            ", ..." if len(hidden) > HIDDEN_NAMES_SHOWN else ""
+        )
+        log.warning(
+            "%s: skipped %d hidden file(s) with a video extension (names starting with '.', "
+            "e.g. macOS '._' resource forks; not videos): %s",
+            folder,
+            len(hidden),
+            shown,
+        )
     if not videos:
-        raise FileNotFoundError(f"{folder} holds no video with extensions {sorted(extensions)}")
+        skipped = f" ({len(hidden)} hidden file(s) skipped)" if hidden else ""
+        raise FileNotFoundError(
+            f"{folder} holds no video with extensions {sorted(extensions)}{skipped}"
+        )
     return videos
 
 

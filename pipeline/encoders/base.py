@@ -4,6 +4,10 @@ An encoder turns one batch of snippets into one row of features per snippet:
 a :class:`VisualEncoder` takes ``(B, F, H, W, 3)`` uint8 clips, an :class:`AudioEncoder` takes
 ``(B, N)`` float32 mono waveform windows. Both are built once per extraction job (the model is
 loaded once) and called on many batches.
+
+torch is imported inside the helpers that need it, never at module level: the weight-free
+classic encoders subclass these interfaces, and an extraction job that uses only them must not
+pay torch's import time (seconds).
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MissingWeightsError(RuntimeError):
@@ -30,6 +36,8 @@ def resolve_device(device: str) -> torch.device:
     Raises:
         ValueError: the string is not one of these, or CUDA is requested but not available.
     """
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
@@ -200,6 +208,8 @@ def inference_context(device: torch.device, fp16: bool) -> Iterator[None]:
     On CPU ``fp16`` is ignored (CPU half precision is slow and inexact); the encoders report the
     precision actually used in their ``config()``.
     """
+    import torch
+
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
         if fp16 and device.type == "cuda":
@@ -222,6 +232,8 @@ def clips_to_pixels(
 
     Pixels are scaled to [0, 1], then ``(x - mean) / std`` per channel, on ``device``.
     """
+    import torch
+
     pixels = torch.from_numpy(np.ascontiguousarray(clips)).to(device)  # (B, F, H, W, 3) uint8
     pixels = pixels.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, F, 3, H, W)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 1, 3, 1, 1)

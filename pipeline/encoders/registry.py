@@ -1,9 +1,15 @@
-"""Name -> class registries of visual and audio encoders, and the functions that build them."""
+"""Name -> class registries of visual and audio encoders, and the functions that build them.
+
+The built-in encoders are registered lazily: each registry knows which module registers a name
+and imports it on the first lookup of that name. An extraction job that uses only the
+weight-free ``classic`` encoders therefore never imports torch, transformers or open_clip.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pipeline.encoders.base import AudioEncoder, VisualEncoder
@@ -19,15 +25,21 @@ class Registry:
     kwargs); classes that run torch models also accept ``device`` and ``fp16``, which the
     builder passes itself.
 
+    Names listed in ``modules`` are valid before their class is registered: the first
+    :meth:`get` of such a name imports its module, whose ``@register(name)`` decorator then
+    registers the class. Only that module may register the name.
+
     Args:
         kind: what the registry holds, used in error messages (``"visual encoder"``).
         base: abstract base class every registered class must subclass.
+        modules: name -> dotted module path that registers it when imported (lazy entries).
     """
 
-    def __init__(self, kind: str, base: type) -> None:
+    def __init__(self, kind: str, base: type, modules: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.base = base
         self._classes: dict[str, type] = {}
+        self._modules: dict[str, str] = dict(modules or {})
 
     def register(self, name: str) -> Callable[[type], type]:
         """Class decorator that registers the class under ``name`` and sets ``cls.name``."""
@@ -37,6 +49,12 @@ class Registry:
                 raise TypeError(f"{cls.__name__} must subclass {self.base.__name__}")
             if name in self._classes:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
+            reserved_by = self._modules.get(name)
+            if reserved_by is not None and cls.__module__ != reserved_by:
+                raise ValueError(
+                    f"{self.kind} {name!r} is reserved for {reserved_by}; "
+                    f"register {cls.__name__} under another name"
+                )
             cls.name = name
             self._classes[name] = cls
             return cls
@@ -44,19 +62,36 @@ class Registry:
         return decorator
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._classes)
+        """Valid names (registered or lazily importable), sorted."""
+        return sorted(set(self._classes) | set(self._modules))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return name in self._classes or name in self._modules
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def get(self, name: str) -> type:
-        """The class registered under ``name``; ValueError listing the valid names otherwise."""
-        if name not in self._classes:
+        """The class registered under ``name``, importing its module on first use.
+
+        Raises:
+            ValueError: ``name`` is not a valid name; the message lists the valid ones.
+            ImportError: the module of a lazy entry failed to import (a missing dependency).
+        """
+        if name in self._classes:
+            return self._classes[name]
+        module = self._modules.get(name)
+        if module is None:
             raise ValueError(f"unknown {self.kind} {name!r}; valid names: {self.names()}")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(
+                f"{self.kind} {name!r} needs module {module}, whose import failed: {error}; "
+                "install its dependencies or pick another encoder"
+            ) from error
+        if name not in self._classes:
+            raise RuntimeError(f"module {module} did not register {self.kind} {name!r}")
         return self._classes[name]
 
     def config_keys(self, name: str) -> list[str]:
@@ -115,10 +150,13 @@ class VisualEncoderRegistry(Registry):
       sampled uniformly inside each snippet window -> ``(B, D)`` float32.
     - ``encode_grid(clips)``: same input -> ``(B, H', W', Dg)`` float32 spatial grid.
     - ``config()``: JSON-serialisable dict of everything that determines the output.
+
+    Args:
+        modules: name -> module that registers it, imported on first lookup (see :class:`Registry`).
     """
 
-    def __init__(self) -> None:
-        super().__init__("visual encoder", VisualEncoder)
+    def __init__(self, modules: Mapping[str, str] | None = None) -> None:
+        super().__init__("visual encoder", VisualEncoder, modules)
 
 
 class AudioEncoderRegistry(Registry):
@@ -132,14 +170,30 @@ class AudioEncoderRegistry(Registry):
     - ``encode(windows)``: ``(B, N)`` float32 mono windows in [-1, 1] at ``sample_rate``
       -> ``(B, D)`` float32.
     - ``config()``: JSON-serialisable dict of everything that determines the output.
+
+    Args:
+        modules: name -> module that registers it, imported on first lookup (see :class:`Registry`).
     """
 
-    def __init__(self) -> None:
-        super().__init__("audio encoder", AudioEncoder)
+    def __init__(self, modules: Mapping[str, str] | None = None) -> None:
+        super().__init__("audio encoder", AudioEncoder, modules)
 
 
-VISUAL_ENCODERS = VisualEncoderRegistry()
-AUDIO_ENCODERS = AudioEncoderRegistry()
+# Built-in encoders, imported on first lookup of their name.
+VISUAL_ENCODERS = VisualEncoderRegistry(
+    modules={
+        "classic": "pipeline.encoders.classic_visual",
+        "clip": "pipeline.encoders.clip",
+        "videomae": "pipeline.encoders.videomae",
+    }
+)
+AUDIO_ENCODERS = AudioEncoderRegistry(
+    modules={
+        "ast": "pipeline.encoders.ast_audio",
+        "clap": "pipeline.encoders.clap",
+        "classic": "pipeline.encoders.classic_audio",
+    }
+)
 
 
 def build_visual_encoder(

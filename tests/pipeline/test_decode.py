@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +17,6 @@ from pipeline import decode
 from pipeline.decode import (
     DecodeError,
     NoAudioStream,
-    VideoInfo,
     ffmpeg_executable,
     iter_frames,
     probe,
@@ -71,16 +68,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     media.make_truncated_copy(paths["cfr"], paths["truncated"])
     media.make_truncated_copy(paths["faststart"], paths["truncated_faststart"])
     return paths
-
-
-@pytest.fixture(params=["ffprobe", "pyav"])
-def probe_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test once per probe back end (ffprobe only where it is on PATH)."""
-    if request.param == "pyav":
-        monkeypatch.setattr(decode, "_ffprobe_executable", lambda: None)
-    elif shutil.which("ffprobe") is None:
-        pytest.skip("no ffprobe on PATH")
-    return request.param
 
 
 def expected_indices(source_times: np.ndarray, fps: float, count: int) -> list[int]:
@@ -140,108 +127,6 @@ def test_ffmpeg_executable_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.returncode == 0 and result.stdout.startswith("ffmpeg version")
     monkeypatch.setattr(decode.shutil, "which", lambda name: None)
     assert ffmpeg_executable() == imageio_ffmpeg.get_ffmpeg_exe()
-
-
-# --- probe ----------------------------------------------------------------------------------
-
-
-def test_probe_cfr_mp4(files: dict[str, Path], probe_backend: str) -> None:
-    info = probe(files["cfr"])
-    assert info == VideoInfo(
-        path=str(files["cfr"]),
-        duration_s=2.0,
-        width=64,
-        height=48,
-        fps=10.0,
-        num_frames=20,
-        has_video=True,
-        has_audio=True,
-        audio_sample_rate=16000,
-        audio_channels=1,
-        variable_frame_rate=False,
-        video_codec="h264",
-        audio_codec="aac",
-    )
-    assert VideoInfo(**json.loads(json.dumps(info.to_dict()))) == info
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("vfr", {"variable_frame_rate": True, "fps": 10.0, "num_frames": 20}),
-        ("vfr_mkv", {"variable_frame_rate": True, "num_frames": None, "duration_s": 2.0}),
-        ("avi", {"video_codec": "mpeg4", "audio_codec": "pcm_s16le", "num_frames": 20}),
-        ("odd_mkv", {"width": 33, "height": 17, "video_codec": "ffv1", "duration_s": 2.0}),
-        ("stereo_mkv", {"audio_channels": 2, "variable_frame_rate": False}),
-        ("no_audio", {"has_audio": False, "audio_sample_rate": None, "audio_codec": None}),
-        ("audio_only", {"has_video": False, "width": 0, "fps": 0.0, "duration_s": 2.0}),
-    ],
-)
-def test_probe_fields(
-    files: dict[str, Path], probe_backend: str, name: str, expected: dict
-) -> None:
-    info = probe(files[name]).to_dict()
-    assert {key: info[key] for key in expected} == expected
-
-
-@pytest.mark.parametrize("name", ["cfr", "vfr", "vfr_mkv", "odd_mkv", "audio_only", "no_audio"])
-def test_probe_backends_agree(
-    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str
-) -> None:
-    if shutil.which("ffprobe") is None:
-        pytest.skip("no ffprobe on PATH")
-    with_ffprobe = probe(files[name])
-    monkeypatch.setattr(decode, "_ffprobe_executable", lambda: None)
-    assert probe(files[name]) == with_ffprobe
-
-
-def test_probe_parses_ffprobe_json(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ffprobe branch on ffprobe's JSON for cfr.mp4 (as ffprobe prints it: numbers as
-    strings, rates as fractions), with a cover-art stream that must not count as video."""
-    report = {
-        "streams": [
-            {
-                "codec_type": "video",
-                "codec_name": "mjpeg",
-                "width": 300,
-                "height": 300,
-                "avg_frame_rate": "0/0",
-                "r_frame_rate": "90000/1",
-                "start_time": "0.000000",
-                "disposition": {"attached_pic": 1},
-            },
-            {
-                "codec_type": "video",
-                "codec_name": "h264",
-                "width": 64,
-                "height": 48,
-                "r_frame_rate": "10/1",
-                "avg_frame_rate": "10/1",
-                "time_base": "1/10240",
-                "start_time": "0.000000",
-                "duration": "2.000000",
-                "nb_frames": "20",
-                "disposition": {"attached_pic": 0},
-            },
-            {
-                "codec_type": "audio",
-                "codec_name": "aac",
-                "sample_rate": "16000",
-                "channels": 1,
-                "start_time": "0.000000",
-                "duration": "2.000000",
-                "nb_frames": "33",
-            },
-        ],
-        "format": {"start_time": "0.000000", "duration": "2.000000", "nb_streams": 3},
-    }
-    calls = []
-    monkeypatch.setattr(decode, "_ffprobe_executable", lambda: "/opt/ffmpeg/bin/ffprobe")
-    monkeypatch.setattr(decode.ffmpeg, "probe", lambda path, cmd: calls.append(cmd) or report)
-    from_json = probe(files["cfr"])
-    assert calls == ["/opt/ffmpeg/bin/ffprobe"]
-    monkeypatch.setattr(decode, "_ffprobe_executable", lambda: None)
-    assert from_json == probe(files["cfr"])
 
 
 # --- iter_frames ----------------------------------------------------------------------------

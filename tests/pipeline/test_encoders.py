@@ -4,6 +4,8 @@ on tiny randomly initialised models (no weights, no network)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import librosa
@@ -15,12 +17,15 @@ from pipeline.encoders import (
     AUDIO_ENCODERS,
     VISUAL_ENCODERS,
     ASTAudioEncoder,
+    AudioEncoderRegistry,
     CLAPAudioEncoder,
     ClassicAudioEncoder,
     ClassicVisualEncoder,
     CLIPVisualEncoder,
     MissingWeightsError,
     VideoMAEVisualEncoder,
+    VisualEncoder,
+    VisualEncoderRegistry,
     build_audio_encoder,
     build_visual_encoder,
     resolve_device,
@@ -298,6 +303,91 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+# --- lazy registry ----------------------------------------------------------------------------
+
+# Runs in a fresh interpreter: this test module has already imported torch.
+CLASSIC_WITHOUT_TORCH = """
+import sys
+import numpy as np
+from pipeline.encoders import VISUAL_ENCODERS, build_audio_encoder, build_visual_encoder
+assert VISUAL_ENCODERS.get("classic").__name__ == "ClassicVisualEncoder"
+visual = build_visual_encoder({"name": "classic"})
+audio = build_audio_encoder({"name": "classic"})
+width, height = visual.frame_size
+clips = np.zeros((1, visual.frames_per_snippet, height, width, 3), dtype=np.uint8)
+assert visual.encode(clips).shape == (1, visual.dim)
+assert audio.encode(np.zeros((1, 16000), dtype=np.float32)).shape == (1, audio.dim)
+try:
+    build_visual_encoder({"name": "resnet"})
+except ValueError as error:
+    print(error)
+heavy = sorted(name for name in ("torch", "transformers", "open_clip") if name in sys.modules)
+print("heavy modules:", heavy)
+"""
+
+
+def test_classic_encoders_do_not_import_torch():
+    result = subprocess.run(
+        [sys.executable, "-c", CLASSIC_WITHOUT_TORCH],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "heavy modules: []" in result.stdout
+    # Unknown names list every built-in encoder, also those whose module is not imported yet.
+    assert "unknown visual encoder 'resnet'; valid names: ['classic', 'clip', 'videomae']" in (
+        result.stdout
+    )
+
+
+def test_lazy_entry_imports_its_module_on_first_lookup():
+    probe = (
+        "import sys\n"
+        "from pipeline.encoders import AUDIO_ENCODERS\n"
+        "print('clap' in AUDIO_ENCODERS, 'pipeline.encoders.clap' in sys.modules)\n"
+        "print(AUDIO_ENCODERS.get('clap').__name__, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "CLAPAudioEncoder", "True"]
+
+
+def test_lazy_entries_are_reserved_and_checked():
+    registry = VisualEncoderRegistry(
+        modules={
+            "classic": "pipeline.encoders.classic_visual",
+            "ghost": "pipeline.encoders.no_such_module",
+        }
+    )
+    assert registry.names() == ["classic", "ghost"] and "ghost" in registry
+
+    class Impostor(VisualEncoder):
+        def encode(self, clips):
+            return clips
+
+        def config(self):
+            return {}
+
+    with pytest.raises(ValueError, match=r"'classic' is reserved for pipeline\.encoders\.classic_"):
+        registry.register("classic")(Impostor)
+    registry.register("impostor")(Impostor)
+    assert registry.get("impostor") is Impostor
+    # classic_visual registers into the global VISUAL_ENCODERS, not into this registry.
+    with pytest.raises(RuntimeError, match="did not register visual encoder 'classic'"):
+        registry.get("classic")
+    with pytest.raises(
+        ImportError, match=r"'ghost' needs module pipeline\.encoders\.no_such_module"
+    ):
+        registry.get("ghost")
+    with pytest.raises(ValueError, match=r"valid names: \['classic', 'ghost', 'impostor'\]"):
+        registry.get("resnet")
+    assert AudioEncoderRegistry().names() == []
 
 
 # --- pretrained encoders: missing weights -----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,43 @@ def test_list_videos_refuses_duplicate_stems_naming_both(tmp_path):
 
 
 def test_list_videos_refuses_an_escaping_name(tmp_path):
-    _touch(tmp_path, "a.mp4", ".hidden.mp4")
+    _touch(tmp_path, "a.mp4", "my clip.mp4")  # a space is not allowed in an id
     with pytest.raises(ValueError, match="not allowed") as info:
         list_videos(_dataset(source="videos", videos_dir=str(tmp_path)))
-    assert str(tmp_path / ".hidden.mp4") in str(info.value)
+    assert str(tmp_path / "my clip.mp4") in str(info.value)
+
+
+def test_list_videos_skips_hidden_files_with_one_warning(tmp_path, caplog):
+    _touch(tmp_path, "clip.mp4", "._clip.mp4", ".hidden.mkv", ".DS_Store", "b.mkv")
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources"):
+        videos = list_videos(_dataset(source="videos", videos_dir=str(tmp_path)))
+    assert videos == {"b": str(tmp_path / "b.mkv"), "clip": str(tmp_path / "clip.mp4")}
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "skipped 2 hidden file(s)" in warnings[0]  # .DS_Store has no video extension
+    assert "._clip.mp4, .hidden.mkv" in warnings[0] and str(tmp_path) in warnings[0]
+
+
+def test_list_videos_lists_at_most_five_hidden_names(tmp_path, caplog):
+    _touch(tmp_path, "a.mp4", *(f"._{index}.mp4" for index in range(7)))
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources"):
+        assert list(list_videos(_dataset(source="videos", videos_dir=str(tmp_path)))) == ["a"]
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert "skipped 7 hidden file(s)" in message
+    assert message.endswith("._0.mp4, ._1.mp4, ._2.mp4, ._3.mp4, ._4.mp4, ...")
+
+
+def test_list_videos_no_warning_without_hidden_files(tmp_path, caplog):
+    _touch(tmp_path, "a.mp4", ".DS_Store")
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources"):
+        list_videos(_dataset(source="videos", videos_dir=str(tmp_path)))
+    assert caplog.records == []
+
+
+def test_list_videos_only_hidden_files_is_an_empty_folder(tmp_path):
+    _touch(tmp_path, "._a.mp4", "._b.mp4")
+    with pytest.raises(FileNotFoundError, match=r"holds no video.*\(2 hidden file\(s\) skipped\)"):
+        list_videos(_dataset(source="videos", videos_dir=str(tmp_path)))
 
 
 def test_list_videos_empty_folder(tmp_path):
