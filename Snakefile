@@ -32,6 +32,7 @@ include: "pipeline/rules/evaluate.smk"
 include: "pipeline/rules/report.smk"
 include: "pipeline/rules/segments.smk"
 include: "pipeline/rules/spatial.smk"
+include: "pipeline/rules/comparison.smk"
 
 
 rule all:

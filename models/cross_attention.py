@@ -1,10 +1,12 @@
-"""Masked multi-head cross-attention between two snippet sequences (global, no window).
+"""Masked multi-head cross-attention between two snippet sequences, global or in a band.
 
 One modality's features are the queries, the other's the keys and values (Vaswani et al.,
-arXiv 1706.03762, Sec. 3.2.2). Used by the MRAV-FF fusion neck (``models.necks_mravff``:
-visual-pyramid queries, audio keys and values) and as LoCo's ``global`` cross-attention
-ablation (``models.loco``). Tensors are channel-first ``(B, C, T)``; masks ``(B, T)`` bool,
-True for valid snippets. A query never attends to a padded key; padded queries output 0.
+arXiv 1706.03762, Sec. 3.2.2); with ``window`` set, query ``t`` sees only the keys within
+``window // 2`` snippets of ``t`` (both sequences on one time grid). Used by the MRAV-FF
+fusion neck (``models.necks_mravff``: visual-pyramid queries, audio keys and values) and as
+LoCo's ``global`` cross-attention ablation (``models.loco``). Tensors are channel-first
+``(B, C, T)``; masks ``(B, T)`` bool, True for valid snippets. A query never attends to a
+padded key; padded queries output 0.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class MaskedCrossAttention(nn.Module):
         num_heads: attention heads.
         out_dim: width of the output projection; None keeps ``query_dim``.
         attn_dropout: dropout on the attention weights.
+        window: odd band width: query ``t`` attends to keys ``t - window // 2 .. t + window //
+            2`` only (queries and keys on the same grid); None attends to every key.
     """
 
     def __init__(
@@ -57,8 +61,12 @@ class MaskedCrossAttention(nn.Module):
         num_heads: int,
         out_dim: int | None = None,
         attn_dropout: float = 0.0,
+        window: int | None = None,
     ) -> None:
         super().__init__()
+        if window is not None and (window < 1 or window % 2 == 0):
+            raise ValueError(f"cross-attention window must be a positive odd number, got {window}")
+        self.window = window
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim {embed_dim} is not a multiple of num_heads {num_heads}")
         self.num_heads = num_heads
@@ -80,6 +88,16 @@ class MaskedCrossAttention(nn.Module):
         k = split_heads(self.key(context) * context_keep, self.num_heads)  # (B, H, T_k, hd)
         v = split_heads(self.value(context) * context_keep, self.num_heads)  # (B, H, T_k, hd)
         scores = q @ k.transpose(2, 3) / math.sqrt(self.head_dim)  # (B, H, T_q, T_k)
-        weights = self.attn_drop(masked_softmax(scores, context_mask[:, None, None, :]))
+        key_valid = context_mask[:, None, None, :]  # (B, 1, 1, T_k)
+        if self.window is not None:
+            if query.shape[-1] != context.shape[-1]:
+                raise ValueError(
+                    f"windowed cross-attention needs one time grid, got {query.shape[-1]} "
+                    f"queries and {context.shape[-1]} keys"
+                )
+            positions = torch.arange(query.shape[-1], device=query.device)
+            band = (positions[:, None] - positions[None, :]).abs() <= self.window // 2
+            key_valid = key_valid & band  # (B, 1, T_q, T_k)
+        weights = self.attn_drop(masked_softmax(scores, key_valid))
         out = self.proj(merge_heads(weights @ v))  # (B, out_dim, T_q)
         return out * query_mask[:, None, :].to(out.dtype)

@@ -81,6 +81,7 @@ class GatedAudioVisualFusion(nn.Module):
         num_heads: attention heads.
         gate: multiply the audio contribution by ``sigmoid(W_g LN(v) + b_g)``; False adds it.
         attn_dropout: dropout on the attention weights.
+        window: odd band of audio points each visual point attends to; None: all of them.
     """
 
     def __init__(
@@ -91,12 +92,19 @@ class GatedAudioVisualFusion(nn.Module):
         num_heads: int,
         gate: bool = True,
         attn_dropout: float = 0.0,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         self.visual_norm = ChannelLayerNorm(channels)
         self.audio_norm = ChannelLayerNorm(audio_dim)
         self.attn = MaskedCrossAttention(
-            channels, audio_dim, fusion_dim, num_heads, out_dim=channels, attn_dropout=attn_dropout
+            channels,
+            audio_dim,
+            fusion_dim,
+            num_heads,
+            out_dim=channels,
+            attn_dropout=attn_dropout,
+            window=window,
         )
         # gate bias 0: every level starts by letting half of the audio contribution through
         self.gate = nn.Conv1d(channels, channels, 1) if gate else None
@@ -125,6 +133,10 @@ class MRAVFFNeck(nn.Module):
         fuse_levels: "all", or one bool per level: fuse audio at that level or pass it
             through unchanged.
         attn_dropout: dropout on the attention weights.
+        attention_window: odd number of neighbouring audio points (at the level's resolution)
+            a visual point attends to; None attends to the whole video. The cross-attention
+            has no positional encoding, so a global one mixes the whole video's audio into
+            every point; a band keeps the audio a point sees aligned with it in time.
         layer_norm: LayerNorm each output level, as the ``identity`` neck does.
     """
 
@@ -141,6 +153,7 @@ class MRAVFFNeck(nn.Module):
         gate: bool = True,
         fuse_levels: str | Sequence[bool] = "all",
         attn_dropout: float = 0.0,
+        attention_window: int | None = None,
         layer_norm: bool = True,
     ) -> None:
         super().__init__()
@@ -170,7 +183,13 @@ class MRAVFFNeck(nn.Module):
         self.fusions = nn.ModuleDict(
             {
                 str(level): GatedAudioVisualFusion(
-                    channels, input_dims["audio"], width, num_heads, gate, attn_dropout
+                    channels,
+                    input_dims["audio"],
+                    width,
+                    num_heads,
+                    gate,
+                    attn_dropout,
+                    window=attention_window,
                 )
                 for level, fuse in enumerate(self.fuse_levels)
                 if fuse

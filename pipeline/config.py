@@ -73,7 +73,59 @@ def validate_config(config: Mapping[str, Any], *, source: str = "config") -> dic
             )
         raise ConfigError(f"{source}: invalid value at '{key}': {error.message}")
     _check_run_overrides(resolved, schema, source)
+    _check_segments(resolved["segments"], source)
+    for task in ("segments", "spatial"):
+        if resolved[task]["enabled"] is True and (missing := _task_missing(resolved, task)):
+            raise ConfigError(
+                f"{source}: '{task}.enabled' is true but {missing}; set it to auto or false"
+            )
     return resolved
+
+
+def _task_missing(config: Mapping[str, Any], task: str) -> str:
+    """Why the optional ``task`` (segments, spatial) cannot run on this config ("" if it can)."""
+    if config["dataset"]["source"] != "synth":
+        return (
+            f"dataset.source is {config['dataset']['source']!r} and only the synthetic source "
+            "writes its labels"
+        )
+    if task == "spatial" and not config["extraction"]["visual_grid"]:
+        return "extraction.visual_grid is false (the localisers read the patch grids)"
+    return ""
+
+
+def task_enabled(config: Mapping[str, Any], task: str) -> bool:
+    """Whether the optional stage ``task`` (``segments`` or ``spatial``) runs on ``config``."""
+    enabled = config[task]["enabled"]
+    return enabled is True or (enabled == "auto" and not _task_missing(config, task))
+
+
+def _check_segments(segments: Mapping[str, Any], source: str) -> None:
+    """Check the ``segments`` block against the segment stage's settings dataclasses."""
+    from pipeline.segments.settings import (  # light: dataclasses only
+        ClassifierSettings,
+        ClipSettings,
+        PretrainSettings,
+        check_settings,
+    )
+
+    try:
+        check_settings(ClipSettings, segments["clips"], "segments.clips")
+        check_settings(PretrainSettings, segments["pretrain"], "segments.pretrain")
+        check_settings(ClassifierSettings, segments["classifier"], "segments.classifier")
+        for name, overrides in segments["pretrainings"].items():
+            merged = {**segments["pretrain"], **overrides}
+            check_settings(PretrainSettings, merged, f"segments.pretrainings.{name}")
+        for name, run in segments["runs"].items():
+            if run["pretraining"] not in segments["pretrainings"]:
+                raise ValueError(
+                    f"'segments.runs.{name}.pretraining' names {run['pretraining']!r}, which is "
+                    f"not in segments.pretrainings ({', '.join(segments['pretrainings'])})"
+                )
+            merged = {**segments["classifier"], **run["classifier"]}
+            check_settings(ClassifierSettings, merged, f"segments.runs.{name}.classifier")
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _check_run_overrides(config: dict[str, Any], schema: dict[str, Any], source: str) -> None:
@@ -128,6 +180,22 @@ def extraction_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     extraction = config["extraction"]
     keys = ("fps", "window_s", "stride_s", "visual", "audio", "visual_grid", "fp16")
     return {key: copy.deepcopy(extraction[key]) for key in keys}
+
+
+def segment_settings(config: Mapping[str, Any], step: str, name: str = "") -> dict[str, Any]:
+    """The settings overrides one segment-stage job receives (field name -> value).
+
+    ``step`` is ``clips``, ``pretraining`` (``name`` of a ``segments.pretrainings`` entry) or
+    ``run`` (``name`` of a ``segments.runs`` entry: its merged classifier settings).
+    """
+    segments = config["segments"]
+    if step == "clips":
+        return copy.deepcopy(segments["clips"])
+    if step == "pretraining":
+        return {**segments["pretrain"], **segments["pretrainings"][name]}
+    if step == "run":
+        return {**segments["classifier"], **segments["runs"][name]["classifier"]}
+    raise ValueError(f"unknown segment step {step!r}; expected clips, pretraining or run")
 
 
 def run_config(config: Mapping[str, Any], run_name: str) -> dict[str, Any]:

@@ -329,6 +329,7 @@ def _write_model(
     best = load_checkpoint(result.out_dir / "checkpoints" / "best.pt")
     summary = {
         "name": run_cfg["name"],
+        "model": run_cfg["model"],
         "epochs": result.epochs_completed,
         "best_epoch": result.best_epoch,
         "best_val_average_map": result.best_metrics["average_mAP"],

@@ -9,7 +9,9 @@ import torch
 import yaml
 
 from models import build_detector
-from pipeline.config import load_config, run_config
+from models.m2vsl import build_localiser
+from pipeline.comparison import describe_detector
+from pipeline.config import load_config, run_config, task_enabled
 from pipeline.training.run_config import detector_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +25,45 @@ def _merged(extra: Path) -> dict:
 
 def test_there_are_extra_configs():
     names = {path.name for path in EXTRA_CONFIGS}
-    assert {"methods.yaml", "mravff.yaml", "loco.yaml"} <= names
+    assert {"mravff.yaml", "loco.yaml", "tacma.yaml", "avbt.yaml", "m2vsl.yaml"} <= names
+
+
+DETECTION_CONFIGS = [path for path in EXTRA_CONFIGS if "runs" in yaml.safe_load(path.read_text())]
+SPATIAL_CONFIGS = [path for path in EXTRA_CONFIGS if "spatial" in yaml.safe_load(path.read_text())]
 
 
 @pytest.mark.parametrize("extra", EXTRA_CONFIGS, ids=lambda path: path.name)
+def test_every_extra_config_is_valid_and_its_stages_run(extra: Path):
+    config = _merged(extra)  # schema, segment settings and pre-training names checked here
+    assert task_enabled(config, "segments") and task_enabled(config, "spatial")
+
+
+def test_the_demo_config_compares_all_five_detectors():
+    config = load_config(ROOT / "workflow_config.yaml")
+    kinds = {describe_detector(config["runs"][name]["model"]) for name in config["runs"]}
+    assert kinds == {
+        "ActionFormer, audio only",
+        "ActionFormer, visual only",
+        "ActionFormer, early fusion (audio + visual)",
+        "ActionFormer + MRAV-FF (gated)",
+        "LoCo (cdp cross-attention, LCC)",
+    }
+
+
+@pytest.mark.parametrize("extra", SPATIAL_CONFIGS, ids=lambda path: path.name)
+def test_every_localiser_builds_and_trains_a_step(extra: Path):
+    config = _merged(extra)
+    torch.manual_seed(0)
+    for name, run in config["spatial"]["runs"].items():
+        model = build_localiser(
+            {"name": run["method"], **run["model"]}, grid_dim=5, audio_dim=6, grid_shape=(8, 8)
+        )
+        losses = model.losses(torch.randn(4, 8, 8, 5), torch.randn(4, 6))
+        losses["loss"].backward()
+        assert torch.isfinite(losses["loss"]), name
+
+
+@pytest.mark.parametrize("extra", DETECTION_CONFIGS, ids=lambda path: path.name)
 def test_every_run_builds_and_runs_a_forward_pass(extra: Path):
     config = _merged(extra)
     added = yaml.safe_load(extra.read_text())["runs"]

@@ -35,6 +35,9 @@ TINY_CONFIG = {
         "audio_only": {"model": {**SMALL_MODEL, "modalities": ["audio"]}},
         "fusion": {"model": {**SMALL_MODEL, "modalities": ["audio", "visual"]}},
     },
+    # covered by test_every_task_reaches_the_comparison, on its own folder
+    "segments": {"enabled": False},
+    "spatial": {"enabled": False},
 }
 TINY_IDS = video_ids("tiny", 0)
 FEATURES = "results/tiny/features/classic"
@@ -126,6 +129,7 @@ def test_dry_run_lists_the_dag(tmp_path):
         "evaluate": 2,
         "report": 1,
         "table": 1,
+        "comparison": 1,
     }
     assert not (tmp_path / "results").exists()
 
@@ -159,6 +163,61 @@ def test_run_produces_reports_stores_and_runs(tiny_run):
         assert run in (results / "report.md").read_text()
 
 
+TINY_SEGMENTS = {
+    "enabled": True,
+    "pretrain": {"width": 4, "depth": 2, "embedding_dim": 8, "projector_dims": [16]},
+    "classifier": {"epochs": 2, "model_dim": 8},
+    "pretrainings": {"avbt": {"epochs": 1, "batch_size": 8}},
+}
+TINY_SPATIAL = {
+    "enabled": True,
+    "seeds": [0],
+    "training": {"epochs": 1, "batch_size": 8},
+    "runs": {
+        "m2vsl": {"method": "m2vsl", "model": {"dim": 8, "hidden": 16}},
+        "similarity": {"method": "similarity"},
+    },
+}
+
+
+def test_every_task_reaches_the_comparison(tmp_path):
+    """Early fusion, MRAV-FF and LoCo, the segment classifiers and the localisers, one DAG."""
+    config = {
+        **TINY_CONFIG,
+        "extraction": {"shard_size": 6, "visual_grid": True},
+        "training": {**TINY_CONFIG["training"], "epochs": 1},
+        "runs": {
+            "fusion": {"model": {**SMALL_MODEL, "modalities": ["audio", "visual"]}},
+            "mravff": {
+                "model": {**SMALL_MODEL, "modalities": ["visual"], "neck": {"name": "mravff"}}
+            },
+            "loco": {"model": {**SMALL_MODEL, "name": "loco", "cdp_window": 4}},
+        },
+        "segments": TINY_SEGMENTS,
+        "spatial": TINY_SPATIAL,
+    }
+    write_config(tmp_path, config)
+    check_ok(snakemake(tmp_path, timeout=600))
+    results = tmp_path / "results" / "tiny"
+    numbers = json.loads((results / "comparison.json").read_text())
+    assert set(numbers["tasks"]) == {"detection", "segments", "spatial"}
+    detection = {row["name"]: row["method"] for row in numbers["tasks"]["detection"]["rows"]}
+    assert detection == {
+        "fusion": "ActionFormer, early fusion (audio + visual)",
+        "mravff": "ActionFormer + MRAV-FF (gated)",
+        "loco": "LoCo (cdp cross-attention, LCC)",
+    }
+    segments = [row["name"] for row in numbers["tasks"]["segments"]["rows"]]
+    assert segments == ["AV-BT audio", "AV-BT visual", "AV-BT + TACMA"]
+    spatial = [row["name"] for row in numbers["tasks"]["spatial"]["rows"]]
+    assert spatial == ["M2VSL", "Similarity map (baseline)"]
+    text = (results / "comparison.md").read_text()
+    assert "## Who wins what" in text and "Segment classification, test accuracy" in text
+    pretraining = json.loads((results / "segments/pretrain/avbt/avbt.json").read_text())
+    assert pretraining["settings"]["embedding_dim"] == 8  # the config reached the job
+    assert len(pretraining["epoch_losses"]) == 1
+
+
 def test_second_run_is_a_no_op(tiny_run):
     report = tiny_run / "results" / "tiny" / "report.md"
     before = report.stat().st_mtime_ns
@@ -180,6 +239,7 @@ def test_changed_stride_reruns_extraction_and_downstream_not_synth(tiny_run):
         "evaluate": 2,
         "report": 1,
         "table": 1,
+        "comparison": 1,
     }
     assert "Params have changed since last execution" in output
     assert "rule synth" not in output
@@ -333,3 +393,5 @@ def test_imported_release_reaches_the_paper_table(tmp_path):
     table = (tmp_path / "results/unav/table.md").read_text()
     assert "ours: fusion" in table
     assert "UnAV" in table  # the published rows of the benchmark, found or marked not found
+    comparison = json.loads((tmp_path / "results/unav/comparison.json").read_text())
+    assert set(comparison["tasks"]) == {"detection"}  # no segment labels or boxes to compare

@@ -1,8 +1,16 @@
 # Helpers shared by the rules: the resolved config, the data set's videos and shards.
 import json
+import re
+import shlex
 from pathlib import Path
 
-from pipeline.config import extraction_settings, run_config
+from pipeline.config import (
+    extraction_settings,
+    run_config,
+    segment_settings,
+    task_enabled,
+)
+from pipeline.segments.settings import to_flags
 from pipeline.sources import annotations_path, list_videos, shard
 
 DATASET = config["dataset"]["name"]
@@ -16,6 +24,23 @@ SPLITS = ["validation", "test"]
 FEATURES = f"results/{DATASET}/features/{ENCODER_SET}"
 INDEX = f"{FEATURES}/index.json"
 STATS = f"{FEATURES}/stats.json"
+# The segment-level (AVE task) and spatial stages, when this data set has their labels.
+SEGMENTS = config["segments"]
+SEGMENT_RUNS = list(SEGMENTS["runs"])
+# Only the pre-trainings some run reads are built.
+SEGMENT_PRETRAININGS = sorted({run["pretraining"] for run in SEGMENTS["runs"].values()})
+SEGMENTS_AVAILABLE = task_enabled(config, "segments")
+SEGMENT_METRICS = (
+    f"results/{DATASET}/segments/metrics.json" if SEGMENTS_AVAILABLE else None
+)
+SPATIAL = config["spatial"]
+SPATIAL_RUNS = list(SPATIAL["runs"])
+# Weakly supervised localisers vary from seed to seed: the table averages over these.
+SPATIAL_SEEDS = SPATIAL["seeds"]
+SPATIAL_AVAILABLE = task_enabled(config, "spatial")
+SPATIAL_METRICS = (
+    f"results/{DATASET}/spatial/metrics.json" if SPATIAL_AVAILABLE else None
+)
 PUBLISHED_RESULTS = str(
     Path(workflow.basedir) / "pipeline" / "data" / "published_results.yaml"
 )
@@ -25,7 +50,11 @@ wildcard_constraints:
     dataset=DATASET,
     encoder_set=ENCODER_SET,
     shard=r"\d+",
-    run="|".join(RUNS),
+    run="|".join(map(re.escape, RUNS)),
+    segment_run="|".join(map(re.escape, SEGMENT_RUNS)),
+    pretraining="|".join(map(re.escape, SEGMENT_PRETRAININGS)),
+    spatial_run="|".join(map(re.escape, SPATIAL_RUNS)),
+    seed=r"\d+",
     split="train|validation|test",
 
 
@@ -37,6 +66,34 @@ def shard_videos(wildcards):
 def run_settings(wildcards):
     """The merged configuration of one run, as JSON for the training stage."""
     return json.dumps(run_config(config, wildcards.run), sort_keys=True)
+
+
+def segment_flags(step, name=""):
+    """The quoted CLI flags of one segment-stage job (``segments`` block of the config)."""
+    return " ".join(
+        shlex.quote(flag) for flag in to_flags(segment_settings(config, step, name))
+    )
+
+
+def segment_run_features(wildcards):
+    """The AV-BT features a segment run reads: those of its pre-training."""
+    pretraining = SEGMENTS["runs"][wildcards.segment_run]["pretraining"]
+    return f"results/{wildcards.dataset}/segments/pretrain/{pretraining}/features.npz"
+
+
+def spatial_flags(wildcards):
+    """The quoted training flags of one spatial run (``spatial`` block of the config)."""
+    run, training = SPATIAL["runs"][wildcards.spatial_run], SPATIAL["training"]
+    flags = [
+        f"--method={run['method']}",
+        f"--model={json.dumps(run['model'], sort_keys=True)}",
+        f"--epochs={training['epochs']}",
+        f"--batch-size={training['batch_size']}",
+        f"--lr={training['learning_rate']}",
+        f"--weight-decay={training['weight_decay']}",
+        f"--train-snippets={training['train_snippets']}",
+    ]
+    return " ".join(shlex.quote(flag) for flag in flags)
 
 
 if ANNOTATIONS is None:

@@ -1,57 +1,47 @@
-# Visual sound-source localisation: M2VSL and a similarity-map baseline trained on the stores'
-# visual grids (weakly: no box is used for training), scored with boxes.json on the test split.
-# Needs stores extracted with `extraction.visual_grid: true` and a synthetic data set (boxes).
-
-SPATIAL_FEATURES = f"results/{DATASET}/features/{ENCODER_SET}"
-SPATIAL_METHODS = ["m2vsl", "similarity"]
-# Weakly supervised localisers vary from seed to seed: the table averages over these.
-SPATIAL_SEEDS = [0, 1, 2]
-
-
+# Visual sound-source localisation: the configured localisers (`spatial.runs`: M2VSL and a
+# similarity-map baseline by default) trained on the stores' visual grids (weakly: no box is
+# used for training) once per seed, scored with boxes.json on the test split, averaged in a
+# table. Needs stores extracted with `extraction.visual_grid: true` and a synthetic data set
+# (boxes).
 rule spatial_train:
     input:
-        index=f"{SPATIAL_FEATURES}/index.json",
+        index=f"{FEATURES}/index.json",
         boxes="results/{dataset}/boxes.json",
         annotations=ANNOTATIONS or [],
     output:
-        model="results/{dataset}/spatial/{method}/seed{seed}/model.pt",
-        summary="results/{dataset}/spatial/{method}/seed{seed}/train_summary.json",
-        epochs="results/{dataset}/spatial/{method}/seed{seed}/train_log.json",
+        model="results/{dataset}/spatial/{spatial_run}/seed{seed}/model.pt",
+        summary="results/{dataset}/spatial/{spatial_run}/seed{seed}/train_summary.json",
+        epochs="results/{dataset}/spatial/{spatial_run}/seed{seed}/train_log.json",
     params:
+        flags=spatial_flags,
         out_dir=lambda wildcards: (
-            f"results/{wildcards.dataset}/spatial/{wildcards.method}/seed{wildcards.seed}"
+            f"results/{wildcards.dataset}/spatial/{wildcards.spatial_run}/seed{wildcards.seed}"
         ),
-    wildcard_constraints:
-        method="|".join(SPATIAL_METHODS),
-        seed=r"\d+",
     log:
-        "results/{dataset}/logs/spatial/train-{method}-seed{seed}.log",
+        "results/{dataset}/logs/spatial/train-{spatial_run}-seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/spatial/train-{method}-seed{seed}.tsv"
+        "results/{dataset}/benchmarks/spatial/train-{spatial_run}-seed{seed}.tsv"
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m pipeline.spatial.train --index {input.index:q} "
-        "--boxes {input.boxes:q} --annotations {input.annotations:q} "
-        "--method {wildcards.method} --seed {wildcards.seed} --out {params.out_dir:q} "
+        "--boxes {input.boxes:q} --annotations {input.annotations:q} {params.flags} "
+        "--name {wildcards.spatial_run} --seed {wildcards.seed} --out {params.out_dir:q} "
         "> {log} 2>&1"
 
 
 rule spatial_evaluate:
     input:
-        model="results/{dataset}/spatial/{method}/seed{seed}/model.pt",
-        index=f"{SPATIAL_FEATURES}/index.json",
+        model="results/{dataset}/spatial/{spatial_run}/seed{seed}/model.pt",
+        index=f"{FEATURES}/index.json",
         boxes="results/{dataset}/boxes.json",
         annotations=ANNOTATIONS or [],
     output:
-        metrics="results/{dataset}/spatial/{method}/seed{seed}/metrics.json",
-        heatmaps="results/{dataset}/spatial/{method}/seed{seed}/heatmaps.png",
-    wildcard_constraints:
-        method="|".join(SPATIAL_METHODS),
-        seed=r"\d+",
+        metrics="results/{dataset}/spatial/{spatial_run}/seed{seed}/metrics.json",
+        heatmaps="results/{dataset}/spatial/{spatial_run}/seed{seed}/heatmaps.png",
     log:
-        "results/{dataset}/logs/spatial/evaluate-{method}-seed{seed}.log",
+        "results/{dataset}/logs/spatial/evaluate-{spatial_run}-seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/spatial/evaluate-{method}-seed{seed}.tsv"
+        "results/{dataset}/benchmarks/spatial/evaluate-{spatial_run}-seed{seed}.tsv"
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m pipeline.spatial.evaluate --model {input.model:q} "
@@ -62,13 +52,13 @@ rule spatial_evaluate:
 rule spatial_table:
     input:
         metrics=expand(
-            "results/{{dataset}}/spatial/{method}/seed{seed}/metrics.json",
-            method=SPATIAL_METHODS,
+            "results/{{dataset}}/spatial/{spatial_run}/seed{seed}/metrics.json",
+            spatial_run=SPATIAL_RUNS,
             seed=SPATIAL_SEEDS,
         ),
         summaries=expand(
-            "results/{{dataset}}/spatial/{method}/seed{seed}/train_summary.json",
-            method=SPATIAL_METHODS,
+            "results/{{dataset}}/spatial/{spatial_run}/seed{seed}/train_summary.json",
+            spatial_run=SPATIAL_RUNS,
             seed=SPATIAL_SEEDS,
         ),
     output:
@@ -76,8 +66,8 @@ rule spatial_table:
         metrics="results/{dataset}/spatial/metrics.json",
     params:
         runs=expand(
-            "results/{{dataset}}/spatial/{method}/seed{seed}",
-            method=SPATIAL_METHODS,
+            "results/{{dataset}}/spatial/{spatial_run}/seed{seed}",
+            spatial_run=SPATIAL_RUNS,
             seed=SPATIAL_SEEDS,
         ),
     log:
@@ -85,11 +75,3 @@ rule spatial_table:
     shell:
         "python -m pipeline.spatial.table --runs {params.runs:q} --out {output.table:q} "
         "--json {output.metrics:q} --title {wildcards.dataset} > {log} 2>&1"
-
-
-# Boxes exist only for the synthetic benchmark; other data sets get no spatial targets.
-SPATIAL_TARGETS = (
-    [f"results/{DATASET}/spatial/table.md"]
-    if config["dataset"]["source"] == "synth"
-    else []
-)

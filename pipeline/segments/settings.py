@@ -4,8 +4,9 @@ Each field carries its help text in ``metadata["help"]``; :func:`add_arguments` 
 dataclass into command-line flags (``--frame-fps``) with the field's default, and
 :func:`from_arguments` builds the dataclass back from the parsed flags, so the defaults live
 in one place. The defaults are sized for the synthetic ``demo`` data set on a CPU (the whole
-segment stage in about three minutes on two cores). They are not config keys yet (the
-proposed schema block is in the package docstring of :mod:`pipeline.segments`).
+segment stage in about three minutes on two cores). The workflow config's ``segments`` block
+overrides them by field name: :func:`check_settings` validates such a mapping when the config
+is loaded, and :func:`to_flags` renders it as the step's command-line flags.
 """
 
 from __future__ import annotations
@@ -138,6 +139,63 @@ def from_arguments(settings_class: type[Settings], args: argparse.Namespace) -> 
         value = getattr(args, item.name)
         values[item.name] = tuple(value) if isinstance(item.default, tuple) else value
     return settings_class(**values)
+
+
+def check_settings(settings_class: type[Settings], values: dict[str, Any], where: str) -> Settings:
+    """Build ``settings_class`` from config ``values`` (field name -> value), checking each.
+
+    Raises:
+        ValueError: naming ``where`` and the key, for an unknown field name, a value of the
+            wrong type (ints are accepted for floats; lists for tuples) or a value the
+            dataclass refuses.
+    """
+    fields = {item.name: item for item in dataclasses.fields(settings_class)}
+    converted = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ValueError(
+                f"unknown key '{where}.{key}'; valid keys here: {', '.join(sorted(fields))}"
+            )
+        default = fields[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list | tuple) or not all(
+                _matches(item, default[0]) for item in value
+            ):
+                kind = type(default[0]).__name__
+                raise ValueError(f"'{where}.{key}' must be a list of {kind}, got {value!r}")
+            value = tuple(value)
+        elif not _matches(value, default):
+            raise ValueError(
+                f"'{where}.{key}' must be of type {type(default).__name__}, got {value!r}"
+            )
+        converted[key] = value
+    try:
+        return settings_class(**converted)
+    except ValueError as err:
+        raise ValueError(f"'{where}': {err}") from None
+
+
+def _matches(value: Any, default: Any) -> bool:
+    """Whether a config value has the type of a field's default (int counts as float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def to_flags(values: dict[str, Any]) -> list[str]:
+    """Command-line flags of :func:`add_arguments` for the fields in ``values``.
+
+    ``{"theta": 0.5, "crop_scale": [0.5, 1.0], "shared_projector": False}`` ->
+    ``["--theta", "0.5", "--crop-scale", "0.5", "1.0", "--shared-projector", "false"]``.
+    """
+    flags = []
+    for key, value in sorted(values.items()):
+        flags.append(_flag(key))
+        items = value if isinstance(value, list | tuple) else [value]
+        flags.extend(str(item).lower() if isinstance(item, bool) else str(item) for item in items)
+    return flags
 
 
 def from_dict(settings_class: type[Settings], values: dict[str, Any]) -> Settings:

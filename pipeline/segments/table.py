@@ -1,12 +1,14 @@
-"""The segment-level (AVE task) results table: AV-BT audio, AV-BT visual, AV-BT + TACMA.
+"""The segment-level (AVE task) results table: one row per configured classifier run.
 
-Reads the three classifiers' ``metrics.json`` (pipeline.segments.train) and the AV-BT
-summary (``avbt.json`` of pipeline.segments.pretrain); writes a Markdown table (test and
-validation segment accuracy, parameter counts, training throughput, the majority-class
-baseline and a sentence on which row wins) and one JSON with every number in it.
+Reads each run's ``metrics.json`` (pipeline.segments.train) and the summary of the AV-BT
+pre-training it read (``avbt.json`` of pipeline.segments.pretrain); writes a Markdown table
+(test and validation segment accuracy, TACMA theta, parameter counts, training throughput,
+the majority-class baseline and a sentence on which row wins) and one JSON with every number.
+The default runs are AV-BT audio, AV-BT visual and AV-BT + TACMA; the ablation configs add
+rows (other theta values, other pre-trainings).
 
-CLI: ``python -m pipeline.segments.table --audio A.json --visual V.json --tacma T.json
---pretraining avbt.json --title demo --out table.md --json metrics.json``.
+CLI: ``python -m pipeline.segments.table --run tacma avbt runs/tacma/metrics.json
+pretrain/avbt/avbt.json --run audio avbt ... --title demo --out table.md --json metrics.json``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,28 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-ROWS = (  # (metrics key, row name, AV-BT encoders the row uses)
-    ("audio", "AV-BT audio", ("audio_encoder",)),
-    ("visual", "AV-BT visual", ("visual_encoder",)),
-    ("tacma", "AV-BT + TACMA", ("audio_encoder", "visual_encoder")),
-)
+DISPLAY_NAMES = {"audio": "AV-BT audio", "visual": "AV-BT visual", "tacma": "AV-BT + TACMA"}
+ENCODERS = {  # the AV-BT encoders each classifier kind reads
+    "audio": ("audio_encoder",),
+    "visual": ("visual_encoder",),
+    "tacma": ("audio_encoder", "visual_encoder"),
+}
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """One row's inputs: the run's name, its pre-training's name and both JSON files' contents."""
+
+    name: str
+    pretraining: str
+    metrics: dict[str, Any]  # metrics.json of pipeline.segments.train
+    pretraining_summary: dict[str, Any]  # avbt.json of pipeline.segments.pretrain
 
 
 def _read_json(path: str | Path, what: str) -> dict[str, Any]:
@@ -36,55 +50,60 @@ def _read_json(path: str | Path, what: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def collect(metrics: dict[str, dict[str, Any]], pretraining: dict[str, Any]) -> dict[str, Any]:
-    """The table's numbers: one entry per row, the baseline, the AV-BT summary, the winner.
+def row_label(name: str, kind: str) -> str:
+    """``AV-BT + TACMA`` for the run named after its kind, else ``AV-BT + TACMA (name)``."""
+    display = DISPLAY_NAMES[kind]
+    return display if name == kind else f"{display} ({name})"
 
-    Args:
-        metrics: ``{"audio": ..., "visual": ..., "tacma": ...}`` metrics of the classifiers.
-        pretraining: the AV-BT summary (``num_parameters``, ``train_segments_per_s``).
-    """
-    rows = []
-    for key, name, encoders in ROWS:
-        if metrics[key].get("model") != key:
-            raise ValueError(
-                f"the {key} metrics belong to model {metrics[key].get('model')!r}; "
-                "pass each classifier's metrics.json to its own flag"
-            )
-        row_metrics = metrics[key]
-        encoder_parameters = sum(pretraining["num_parameters"][name_] for name_ in encoders)
+
+def collect(runs: Sequence[RunInput]) -> dict[str, Any]:
+    """The table's numbers: one row per run, the baseline, the pre-trainings, the winner."""
+    if not runs:
+        raise ValueError("the segment table needs at least one run")
+    rows, pretrainings = [], {}
+    for run in runs:
+        kind = run.metrics.get("model")
+        if kind not in ENCODERS:
+            raise ValueError(f"run {run.name}: metrics of unknown classifier {kind!r}")
+        summary = run.pretraining_summary
+        encoder_parameters = sum(summary["num_parameters"][name] for name in ENCODERS[kind])
         rows.append(
             {
-                "key": key,
-                "name": name,
-                "test_accuracy": row_metrics["test_accuracy"],
-                "validation_accuracy": row_metrics["validation_accuracy"],
-                "classifier_parameters": row_metrics["num_parameters"],
+                "run": run.name,
+                "model": kind,
+                "name": row_label(run.name, kind),
+                "pretraining": run.pretraining,
+                "theta": run.metrics["settings"]["theta"] if kind == "tacma" else None,
+                "test_accuracy": run.metrics["test_accuracy"],
+                "validation_accuracy": run.metrics["validation_accuracy"],
+                "classifier_parameters": run.metrics["num_parameters"],
                 "encoder_parameters": encoder_parameters,
-                "train_segments_per_s": row_metrics["train_segments_per_s"],
-                "num_test_segments": row_metrics["num_segments"]["test"],
+                "train_segments_per_s": run.metrics["train_segments_per_s"],
+                "num_test_segments": run.metrics["num_segments"]["test"],
             }
         )
+        pretrainings[run.pretraining] = {
+            "num_parameters": summary["num_parameters"],
+            "train_segments_per_s": summary["train_segments_per_s"],
+            "epochs": len(summary["epoch_losses"]),
+            "final_loss": summary["epoch_losses"][-1],
+            "settings": summary.get("settings", {}),
+        }
     tests = {row["num_test_segments"] for row in rows}
     if len(tests) != 1:
-        raise ValueError(f"the three classifiers were scored on different test sets: {tests}")
+        raise ValueError(f"the classifiers were scored on different test sets: {sorted(tests)}")
     best = max(row["test_accuracy"] for row in rows)
-    winners = [row["name"] for row in rows if row["test_accuracy"] == best]
-    tacma = metrics["tacma"]
+    first = runs[0].metrics
     return {
         "rows": rows,
         "majority_baseline": {
-            "label_id": tacma["majority_label_id"],
-            "test_accuracy": tacma["majority_test_accuracy"],
+            "label_id": first["majority_label_id"],
+            "test_accuracy": first["majority_test_accuracy"],
         },
-        "num_classes": tacma["num_classes"],
-        "num_segments": tacma["num_segments"],
-        "pretraining": {
-            "num_parameters": pretraining["num_parameters"],
-            "train_segments_per_s": pretraining["train_segments_per_s"],
-            "epochs": len(pretraining["epoch_losses"]),
-            "final_loss": pretraining["epoch_losses"][-1],
-        },
-        "winners": winners,
+        "num_classes": first["num_classes"],
+        "num_segments": first["num_segments"],
+        "pretrainings": pretrainings,
+        "winners": [row["name"] for row in rows if row["test_accuracy"] == best],
     }
 
 
@@ -92,14 +111,16 @@ def verdict(summary: dict[str, Any]) -> str:
     """One sentence on which row has the best test accuracy and by how much."""
     rows = sorted(summary["rows"], key=lambda row: -row["test_accuracy"])
     baseline = summary["majority_baseline"]["test_accuracy"]
-    first, second = rows[0], rows[1]
-    if len(summary["winners"]) > 1:
+    first = rows[0]
+    if len(rows) == 1:
+        lead = f"{first['name']} scores {100 * first['test_accuracy']:.1f} % test accuracy"
+    elif len(summary["winners"]) > 1:
         lead = f"{' and '.join(summary['winners'])} tie at {100 * first['test_accuracy']:.1f} %"
     else:
         lead = (
             f"{first['name']} wins with {100 * first['test_accuracy']:.1f} % test accuracy, "
-            f"{100 * (first['test_accuracy'] - second['test_accuracy']):.1f} points above "
-            f"{second['name']}"
+            f"{100 * (first['test_accuracy'] - rows[1]['test_accuracy']):.1f} points above "
+            f"{rows[1]['name']}"
         )
     margin = 100 * (first["test_accuracy"] - baseline)
     relation = f"{abs(margin):.1f} points {'below' if margin >= 0 else 'above'} the best row"
@@ -109,7 +130,7 @@ def verdict(summary: dict[str, Any]) -> str:
 def render(summary: dict[str, Any], title: str) -> str:
     """The Markdown table of ``summary`` (from :func:`collect`)."""
     counts = summary["num_segments"]
-    pretraining = summary["pretraining"]
+    several = len(summary["pretrainings"]) > 1
     lines = [
         f"# Segment-level audio-visual event localisation: {title}",
         "",
@@ -117,31 +138,43 @@ def render(summary: dict[str, Any], title: str) -> str:
         f"{summary['num_classes']} classes + background); model selection on the "
         f"{counts['validation']} validation segments; trained on {counts['train']} segments.",
         "",
-        "| Method | Test accuracy | Validation accuracy | Classifier parameters "
-        "| AV-BT encoder parameters | Training throughput (segments/s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Method | AV-BT pre-training | TACMA theta | Test accuracy | Validation accuracy "
+        "| Classifier parameters | AV-BT encoder parameters | Training throughput (segments/s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
+        theta = "" if row["theta"] is None else f"{row['theta']:g}"
         lines.append(
-            f"| {row['name']} | {100 * row['test_accuracy']:.1f} % "
-            f"| {100 * row['validation_accuracy']:.1f} % | {row['classifier_parameters']:,} "
-            f"| {row['encoder_parameters']:,} | {row['train_segments_per_s']:,.0f} |"
+            f"| {row['name']} | {row['pretraining']} | {theta} "
+            f"| {100 * row['test_accuracy']:.1f} % | {100 * row['validation_accuracy']:.1f} % "
+            f"| {row['classifier_parameters']:,} | {row['encoder_parameters']:,} "
+            f"| {row['train_segments_per_s']:,.0f} |"
         )
     baseline = summary["majority_baseline"]
     majority = (
         "background" if baseline["label_id"] == summary["num_classes"] else baseline["label_id"]
     )
     lines += [
-        f"| Majority class ({majority}) | {100 * baseline['test_accuracy']:.1f} % | | 0 | 0 | |",
+        f"| Majority class ({majority}) | | | {100 * baseline['test_accuracy']:.1f} % "
+        "| | 0 | 0 | |",
         "",
         verdict(summary),
         "",
-        f"AV-BT pre-training: {pretraining['epochs']} epochs, "
-        f"{pretraining['train_segments_per_s']:,.0f} segments/s, final Barlow Twins loss "
-        f"{pretraining['final_loss']:.2f}; {pretraining['num_parameters']['total']:,} parameters "
-        f"with the projector(s).",
-        "",
     ]
+    for name, pretraining in summary["pretrainings"].items():
+        settings = pretraining["settings"]
+        details = (
+            f" ({'shared' if settings.get('shared_projector', True) else 'separate'} projector)"
+            if several
+            else ""
+        )
+        lines.append(
+            f"AV-BT pre-training `{name}`{details}: {pretraining['epochs']} epochs, "
+            f"{pretraining['train_segments_per_s']:,.0f} segments/s, final Barlow Twins loss "
+            f"{pretraining['final_loss']:.2f}; {pretraining['num_parameters']['total']:,} "
+            "parameters with the projector(s)."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -154,20 +187,33 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--audio", required=True, help="metrics.json of the audio classifier")
-    parser.add_argument("--visual", required=True, help="metrics.json of the visual classifier")
-    parser.add_argument("--tacma", required=True, help="metrics.json of the TACMA classifier")
-    parser.add_argument("--pretraining", required=True, help="avbt.json of the pre-training")
+    parser.add_argument(
+        "--run",
+        nargs=4,
+        action="append",
+        required=True,
+        metavar=("NAME", "PRETRAINING", "METRICS_JSON", "AVBT_JSON"),
+        help="one row: run name, pre-training name, its metrics.json and the avbt.json it read",
+    )
     parser.add_argument("--title", required=True, help="data set name for the heading")
     parser.add_argument("--out", required=True, help="table .md to write")
     parser.add_argument("--json", required=True, help="metrics .json to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    metrics = {
-        key: _read_json(getattr(args, key), f"{key} metrics")
-        for key in ("audio", "visual", "tacma")
-    }
-    summary = collect(metrics, _read_json(args.pretraining, "AV-BT summary"))
+    try:
+        runs = [
+            RunInput(
+                name=name,
+                pretraining=pretraining,
+                metrics=_read_json(metrics, f"run {name}: metrics"),
+                pretraining_summary=_read_json(summary, f"pre-training {pretraining}: summary"),
+            )
+            for name, pretraining, metrics, summary in args.run
+        ]
+        summary = collect(runs)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     _write_atomic(Path(args.json), json.dumps(summary, indent=1))
     _write_atomic(Path(args.out), render(summary, args.title))
     log.info("%s", verdict(summary))

@@ -47,6 +47,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     summary = read_json(run_dir / "train_summary.json", "training summary (train first)")
     return {
         **metrics,
+        "name": summary.get("name", metrics["method"]),
         "seed": summary["train_config"]["seed"],
         "train_seconds": summary["train_seconds"],
         "train_cpu_seconds": summary["train_cpu_seconds"],
@@ -65,16 +66,21 @@ def run_values(run: dict[str, Any]) -> dict[str, float]:
 
 
 def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per method (in order of appearance): seeds, mean and sample std of every value."""
+    """Per run name (in order of appearance): method, seeds, mean and sample std of every
+    value over the seeds."""
     methods: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        methods.setdefault(run["method"], []).append(run)
+        methods.setdefault(run["name"], []).append(run)
     result = {}
-    for method, method_runs in methods.items():
+    for name, method_runs in methods.items():
+        kinds = {run["method"] for run in method_runs}
+        if len(kinds) > 1:
+            raise ValueError(f"run {name} mixes methods {sorted(kinds)}; name each run once")
         values = [run_values(run) for run in method_runs]
         keys = list(values[0])
         stacked = {key: np.array([v[key] for v in values], dtype=float) for key in keys}
-        result[method] = {
+        result[name] = {
+            "method": method_runs[0]["method"],
             "seeds": [run["seed"] for run in method_runs],
             "num_parameters": method_runs[0]["num_parameters"],
             "mean": {key: float(np.mean(x)) for key, x in stacked.items()},
@@ -86,38 +92,58 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
+def display_name(name: str, method: str) -> str:
+    """``M2VSL`` for the run named after its method, else ``M2VSL (name)``."""
+    display = DISPLAY_NAMES.get(method, method)
+    return display if name == method else f"{display} ({name})"
+
+
 def verdict(methods: dict[str, dict[str, Any]]) -> str:
-    """One sentence: which method wins on the headline metrics, with the numbers."""
-    if "m2vsl" in methods and "similarity" in methods:
-        ours, base = methods["m2vsl"], methods["similarity"]
-        wins = [key for key, _ in HEADLINE if ours["mean"][key] > base["mean"][key]]
-        numbers = "; ".join(
-            f"{title} {ours['mean'][key]:.3f} ± {ours['std'][key]:.3f} vs "
-            f"{base['mean'][key]:.3f} ± {base['std'][key]:.3f}"
-            for key, title in HEADLINE
+    """Which run wins on the headline metrics, with the numbers: each localiser against the
+    first similarity-map baseline run, or the best CIoU when there is no pair to compare."""
+    baselines = [name for name, stats in methods.items() if stats["method"] == "similarity"]
+    others = [name for name, stats in methods.items() if stats["method"] != "similarity"]
+    if not baselines or not others:
+        best = max(methods, key=lambda name: methods[name]["mean"]["ciou_ap50"])
+        return (
+            f"{display_name(best, methods[best]['method'])} has the best CIoU (AP50), "
+            f"{methods[best]['mean']['ciou_ap50']:.3f}."
         )
-        if len(wins) == len(HEADLINE):
-            lead = "M2VSL beats the similarity-map baseline on every headline metric"
-        elif not wins:
-            lead = "M2VSL does not beat the similarity-map baseline on any headline metric"
-        else:
-            names = ", ".join(title for key, title in HEADLINE if key in wins)
-            lead = f"M2VSL beats the similarity-map baseline on {names} only"
-        seeds = f"{len(ours['seeds'])} and {len(base['seeds'])} seeds"
-        gap = ours["mean"]["ciou_ap50"] - base["mean"]["ciou_ap50"]
-        spread = max(ours["std"]["ciou_ap50"], base["std"]["ciou_ap50"])
-        firmness = (
-            f" The CIoU gap ({gap:+.3f}) is within one seed's standard deviation ({spread:.3f}):"
-            " more seeds are needed to rank the two firmly."
-            if abs(gap) <= spread
-            else ""
-        )
-        return f"{lead} (mean ± std over {seeds}, M2VSL first: {numbers}).{firmness}"
-    best = max(methods, key=lambda m: methods[m]["mean"]["ciou_ap50"])
-    return (
-        f"{DISPLAY_NAMES.get(best, best)} has the best CIoU (AP50), "
-        f"{methods[best]['mean']['ciou_ap50']:.3f}."
+    base_name = baselines[0]
+    return " ".join(_versus(name, methods[name], base_name, methods[base_name]) for name in others)
+
+
+def _versus(name: str, ours: dict[str, Any], base_name: str, base: dict[str, Any]) -> str:
+    """One sentence: run ``name`` against the baseline on each headline metric."""
+    label = display_name(name, ours["method"])
+    base_label = (
+        "the similarity-map baseline"
+        if base_name == "similarity"
+        else f"the similarity-map baseline ({base_name})"
     )
+    wins = [key for key, _ in HEADLINE if ours["mean"][key] > base["mean"][key]]
+    numbers = "; ".join(
+        f"{title} {ours['mean'][key]:.3f} ± {ours['std'][key]:.3f} vs "
+        f"{base['mean'][key]:.3f} ± {base['std'][key]:.3f}"
+        for key, title in HEADLINE
+    )
+    if len(wins) == len(HEADLINE):
+        lead = f"{label} beats {base_label} on every headline metric"
+    elif not wins:
+        lead = f"{label} does not beat {base_label} on any headline metric"
+    else:
+        titles = ", ".join(title for key, title in HEADLINE if key in wins)
+        lead = f"{label} beats {base_label} on {titles} only"
+    seeds = f"{len(ours['seeds'])} and {len(base['seeds'])} seeds"
+    gap = ours["mean"]["ciou_ap50"] - base["mean"]["ciou_ap50"]
+    spread = max(ours["std"]["ciou_ap50"], base["std"]["ciou_ap50"])
+    firmness = (
+        f" The CIoU gap ({gap:+.3f}) is within one seed's standard deviation ({spread:.3f}):"
+        " more seeds are needed to rank the two firmly."
+        if abs(gap) <= spread
+        else ""
+    )
+    return f"{lead} (mean ± std over {seeds}, {label} first: {numbers}).{firmness}"
 
 
 def _cell(stats: dict[str, Any], key: str, digits: int = 3) -> str:
@@ -141,10 +167,10 @@ def markdown_table(runs: Sequence[dict[str, Any]], title: str) -> str:
         f"| Method | Seeds | {header} | Parameters | Throughput (frames/s) | Train CPU (s) |",
         "|---" * (len(COLUMNS) + 5) + "|",
     ]
-    for method, stats in methods.items():
+    for name, stats in methods.items():
         cells = " | ".join(_cell(stats, key) for key, _ in COLUMNS)
         lines.append(
-            f"| {DISPLAY_NAMES.get(method, method)} | {len(stats['seeds'])} | {cells} "
+            f"| {display_name(name, stats['method'])} | {len(stats['seeds'])} | {cells} "
             f"| {stats['num_parameters']:,} | {stats['mean']['throughput_frames_per_s']:,.0f} "
             f"| {stats['mean']['train_cpu_seconds']:.1f} |"
         )

@@ -175,9 +175,11 @@ def run_training(
     annotations_path: str | Path,
     cfg: SpatialTrainConfig,
     out_dir: str | Path,
+    name: str = "",
 ) -> dict[str, Any]:
     """Train on the train split, write ``model.pt``, ``train_log.json`` and
-    ``train_summary.json`` into ``out_dir``, and return the summary."""
+    ``train_summary.json`` into ``out_dir``, and return the summary. ``name`` labels the run
+    in the tables (default: the method)."""
     from pipeline.spatial.evaluate import evaluate_localiser  # evaluate imports this module
 
     out_dir = Path(out_dir)
@@ -193,6 +195,7 @@ def run_training(
     train_cpu_seconds = time.process_time() - cpu_started
     save_localiser(out_dir / "model.pt", model, cfg, train.frame_size)
     summary: dict[str, Any] = {
+        "name": name or cfg.method,
         "method": cfg.method,
         "train_config": asdict(cfg),
         "num_train_snippets": len(train),
@@ -214,17 +217,26 @@ def run_training(
     return summary
 
 
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} is not valid JSON ({err}): {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True, help="index.json of stores with visual_grid")
     parser.add_argument("--boxes", required=True, help="boxes.json (validation scores only)")
     parser.add_argument("--annotations", required=True, help="UnAV-format annotations")
     parser.add_argument("--method", required=True, choices=SOUND_LOCALISERS.names())
+    parser.add_argument("--name", default="", help="run name in the tables (default: method)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--model", default="{}", help="localiser keyword arguments as JSON")
     parser.add_argument("--epochs", type=int, default=SpatialTrainConfig.epochs)
     parser.add_argument("--batch-size", type=int, default=SpatialTrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=SpatialTrainConfig.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=SpatialTrainConfig.weight_decay)
     parser.add_argument("--seed", type=int, default=SpatialTrainConfig.seed)
     parser.add_argument("--train-snippets", choices=TRAIN_SNIPPETS, default="events")
     args = parser.parse_args(argv)
@@ -232,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = SpatialTrainConfig(
             method=args.method,
-            model=json.loads(args.model),
+            model=_json_object(args.model, "--model"),
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
+            weight_decay=args.weight_decay,
             seed=args.seed,
             train_snippets=args.train_snippets,
         )
@@ -245,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             annotations_path=args.annotations,
             cfg=cfg,
             out_dir=args.out,
+            name=args.name,
         )
     except (StoreError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

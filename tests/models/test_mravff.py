@@ -174,3 +174,46 @@ def test_detector_end_to_end_with_visual_backbone_and_audio_neck() -> None:
     assert results[0]["scores"].numel() > 0
     with pytest.raises(ValueError, match="input 'audio' missing"):
         detector({"visual": inputs["visual"]}, mask)
+
+
+def test_windowed_cross_attention_sees_only_the_band_by_hand() -> None:
+    from models.cross_attention import MaskedCrossAttention
+
+    torch.manual_seed(0)
+    attention = MaskedCrossAttention(2, 2, 2, 1, window=3)
+    with torch.no_grad():  # identity projections: the output is a weighted mean of the values
+        for layer in (attention.query, attention.key, attention.value, attention.proj):
+            layer.weight.copy_(torch.eye(2)[:, :, None])
+            if layer.bias is not None:
+                layer.bias.zero_()
+    query = torch.zeros(1, 2, 5)  # zero queries: uniform weights over the keys each one sees
+    context = torch.arange(10.0).view(1, 2, 5)  # channel 0: 0..4, channel 1: 5..9
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    out = attention(query, mask, context, mask)
+    expected = torch.tensor([0.5, 1.0, 2.0, 3.0, 3.5])  # means of {0,1}, {0,1,2}, ..., {3,4}
+    assert torch.allclose(out[0, 0], expected)
+    assert torch.allclose(out[0, 1], expected + 5)
+    mask[0, 4] = False  # a padded key leaves the band of its neighbours
+    out = attention(query, mask, context, mask)
+    assert torch.allclose(out[0, 0], torch.tensor([0.5, 1.0, 2.0, 2.5, 0.0]))
+    with pytest.raises(ValueError, match="odd"):
+        MaskedCrossAttention(2, 2, 2, 1, window=4)
+    with pytest.raises(ValueError, match="one time grid"):
+        attention(query, mask, context[..., :4], mask[:, :4])
+
+
+def test_neck_with_attention_window_keeps_shapes_and_far_audio_out() -> None:
+    torch.manual_seed(0)
+    neck = MRAVFFNeck(
+        channels=8, strides=(1, 2), input_dims={"audio": 4}, num_heads=2, attention_window=3
+    ).eval()
+    feats = [torch.randn(1, 8, 16), torch.randn(1, 8, 8)]
+    masks = [torch.ones(1, 16, dtype=torch.bool), torch.ones(1, 8, dtype=torch.bool)]
+    audio = torch.randn(1, 4, 16)
+    out, _ = neck(feats, masks, {"audio": audio}, masks[0])
+    changed = audio.clone()
+    changed[..., 12:] += 10.0  # audio far from the first points
+    out_changed, _ = neck(feats, masks, {"audio": changed}, masks[0])
+    assert [o.shape for o in out] == [(1, 8, 16), (1, 8, 8)]
+    assert torch.allclose(out[0][..., :10], out_changed[0][..., :10])  # band of 1: t <= 10
+    assert not torch.allclose(out[0][..., 11:], out_changed[0][..., 11:])

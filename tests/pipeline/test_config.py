@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import yaml
@@ -8,7 +9,9 @@ from pipeline.config import (
     extraction_settings,
     load_config,
     run_config,
+    segment_settings,
     stable_hash,
+    task_enabled,
     validate_config,
 )
 
@@ -79,3 +82,80 @@ def test_extraction_hash_ignores_scheduling_keys():
     assert stable_hash(extraction_settings(base)) == stable_hash(extraction_settings(rescheduled))
     assert stable_hash(extraction_settings(base)) != stable_hash(extraction_settings(changed))
     assert json.loads(json.dumps(extraction_settings(base))) == extraction_settings(base)
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"segments": {"pretrain": {"epoch": 3}}}, "unknown key 'segments.pretrain.epoch'"),
+        (
+            {"segments": {"pretrainings": {"sep": {"shared_projectr": False}}}},
+            "unknown key 'segments.pretrainings.sep.shared_projectr'",
+        ),
+        ({"segments": {"classifier": {"theta": "big"}}}, "'segments.classifier.theta' must be"),
+        ({"segments": {"classifier": {"theta": -1.0}}}, "theta must be >= 0"),
+        ({"segments": {"clips": {"frame_fps": 2.5}}}, "'segments.clips.frame_fps' must be"),
+        (
+            {"segments": {"pretrain": {"projector_dims": [64, "x"]}}},
+            "'segments.pretrain.projector_dims' must be a list of int",
+        ),
+        (
+            {"segments": {"runs": {"t": {"model": "tacma", "pretraining": "nope"}}}},
+            "'segments.runs.t.pretraining' names 'nope'",
+        ),
+        (
+            {"segments": {"runs": {"t": {"model": "tacma", "classifier": {"thetta": 1}}}}},
+            "unknown key 'segments.runs.t.classifier.thetta'",
+        ),
+        ({"segments": {"runs": {"t": {"model": "mlp"}}}}, "segments.runs.t.model"),
+        ({"spatial": {"runs": {"s": {"method": "m2vsl", "modle": {}}}}}, "spatial.runs.s.modle"),
+        ({"spatial": {"training": {"batch_size": 1}}}, "spatial.training.batch_size"),
+        ({"spatial": {"enabled": True}}, "extraction.visual_grid is false"),
+        (
+            {"dataset": {"source": "import"}, "segments": {"enabled": True}},
+            "'segments.enabled' is true but dataset.source is 'import'",
+        ),
+    ],
+)
+def test_segment_and_spatial_settings_are_checked(bad, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        validate_config(bad, source="cfg.yaml")
+
+
+def test_segment_settings_merge_shared_and_run_overrides():
+    config = validate_config(
+        {
+            "segments": {
+                "pretrain": {"epochs": 4},
+                "classifier": {"theta": 0.5, "epochs": 10},
+                "pretrainings": {"avbt": {}, "separate": {"shared_projector": False}},
+                "runs": {
+                    "tacma": {"model": "tacma"},
+                    "tacma_theta0": {
+                        "model": "tacma",
+                        "pretraining": "separate",
+                        "classifier": {"theta": 0.0},
+                    },
+                },
+            }
+        }
+    )
+    assert segment_settings(config, "pretraining", "avbt") == {"epochs": 4}
+    assert segment_settings(config, "pretraining", "separate") == {
+        "epochs": 4,
+        "shared_projector": False,
+    }
+    assert segment_settings(config, "run", "tacma") == {"theta": 0.5, "epochs": 10}
+    assert segment_settings(config, "run", "tacma_theta0") == {"theta": 0.0, "epochs": 10}
+    assert config["segments"]["runs"]["tacma"]["pretraining"] == "avbt"
+
+
+def test_optional_tasks_run_only_where_their_labels_exist():
+    synth_with_grid = validate_config({"extraction": {"visual_grid": True}})
+    assert task_enabled(synth_with_grid, "segments") and task_enabled(synth_with_grid, "spatial")
+    synth = validate_config({})
+    assert task_enabled(synth, "segments") and not task_enabled(synth, "spatial")
+    imported = validate_config({"dataset": {"source": "import"}})
+    assert not task_enabled(imported, "segments") and not task_enabled(imported, "spatial")
+    off = validate_config({"extraction": {"visual_grid": True}, "spatial": {"enabled": False}})
+    assert not task_enabled(off, "spatial")

@@ -33,7 +33,9 @@ from pipeline.segments.settings import (
     ClipSettings,
     PretrainSettings,
     add_arguments,
+    check_settings,
     from_arguments,
+    to_flags,
 )
 from pipeline.synth import generate
 from tests import media
@@ -169,6 +171,17 @@ def test_settings_flags_round_trip() -> None:
         PretrainSettings(backbone="vgg")
 
 
+def test_config_values_become_the_flags_the_steps_parse() -> None:
+    values = {"projector_dims": [32, 16], "shared_projector": False, "learning_rate": 1e-3}
+    expected = check_settings(PretrainSettings, values, "segments.pretrain")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, PretrainSettings)
+    flags = to_flags(values)
+    assert flags[:3] == ["--learning-rate", "0.001", "--projector-dims"]
+    assert from_arguments(PretrainSettings, parser.parse_args(flags)) == expected
+    assert expected.projector_dims == (32, 16) and expected.shared_projector is False
+
+
 def _random_clips(num_segments: int = 12) -> SegmentClips:
     rng = np.random.default_rng(0)
     return SegmentClips(
@@ -230,10 +243,15 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
              str(out / model), "--epochs", "1", "--model-dim", "8"]
         ) == 0  # fmt: skip
         torch.load(out / model / "model.pt", weights_only=True)
+    run_args = [
+        arg
+        for model in ("audio", "visual", "tacma")
+        for arg in ("--run", model, "avbt", str(out / model / "metrics.json"),
+                    str(out / "avbt.json"))
+    ]  # fmt: skip
     assert table_cli.main(
-        ["--audio", str(out / "audio/metrics.json"), "--visual", str(out / "visual/metrics.json"),
-         "--tacma", str(out / "tacma/metrics.json"), "--pretraining", str(out / "avbt.json"),
-         "--title", "tiny", "--out", str(out / "table.md"), "--json", str(out / "metrics.json")]
+        [*run_args, "--title", "tiny", "--out", str(out / "table.md"), "--json",
+         str(out / "metrics.json")]
     ) == 0  # fmt: skip
     summary = json.loads((out / "metrics.json").read_text())
     assert [row["name"] for row in summary["rows"]] == [
@@ -257,6 +275,7 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
 def _row_metrics(model: str, test_accuracy: float) -> dict:
     return {
         "model": model,
+        "settings": {"theta": 1.0},
         "test_accuracy": test_accuracy,
         "validation_accuracy": 0.5,
         "num_parameters": 10,
@@ -268,29 +287,60 @@ def _row_metrics(model: str, test_accuracy: float) -> dict:
     }
 
 
+PRETRAINING = {
+    "num_parameters": {"audio_encoder": 7, "visual_encoder": 5, "total": 20},
+    "train_segments_per_s": 50.0,
+    "epoch_losses": [3.0, 2.0],
+    "settings": {"shared_projector": True},
+}
+
+
+def _runs(accuracies: dict[str, tuple[str, float]]) -> list[table_cli.RunInput]:
+    return [
+        table_cli.RunInput(name, "avbt", _row_metrics(model, accuracy), PRETRAINING)
+        for name, (model, accuracy) in accuracies.items()
+    ]
+
+
 def test_table_names_the_winner_and_the_baseline() -> None:
-    metrics = {
-        "audio": _row_metrics("audio", 0.5),
-        "visual": _row_metrics("visual", 0.6),
-        "tacma": _row_metrics("tacma", 0.8),
-    }
-    pretraining = {
-        "num_parameters": {"audio_encoder": 7, "visual_encoder": 5, "total": 20},
-        "train_segments_per_s": 50.0,
-        "epoch_losses": [3.0, 2.0],
-    }
-    summary = table_cli.collect(metrics, pretraining)
+    accuracies = {"audio": ("audio", 0.5), "visual": ("visual", 0.6), "tacma": ("tacma", 0.8)}
+    summary = table_cli.collect(_runs(accuracies))
     assert [row["encoder_parameters"] for row in summary["rows"]] == [7, 5, 12]
+    assert [row["theta"] for row in summary["rows"]] == [None, None, 1.0]
     assert summary["winners"] == ["AV-BT + TACMA"]
     assert table_cli.verdict(summary) == (
         "AV-BT + TACMA wins with 80.0 % test accuracy, 20.0 points above AV-BT visual; "
         "the majority-class baseline scores 60.0 %, 20.0 points below the best row."
     )
-    assert "| Majority class (background) | 60.0 % |" in table_cli.render(summary, "t")
-    metrics["visual"] = _row_metrics("visual", 0.8)
+    assert "| Majority class (background) | | | 60.0 % |" in table_cli.render(summary, "t")
+    accuracies["visual"] = ("visual", 0.8)
     assert "AV-BT visual and AV-BT + TACMA tie at 80.0 %" in table_cli.verdict(
-        table_cli.collect(metrics, pretraining)
+        table_cli.collect(_runs(accuracies))
     )
-    metrics["visual"] = _row_metrics("tacma", 0.8)
-    with pytest.raises(ValueError, match="its own flag"):
-        table_cli.collect(metrics, pretraining)
+
+
+def test_table_labels_ablation_rows_by_run_name() -> None:
+    accuracies = {"tacma": ("tacma", 0.8), "tacma_theta0": ("tacma", 0.7)}
+    summary = table_cli.collect(_runs(accuracies))
+    assert [row["name"] for row in summary["rows"]] == [
+        "AV-BT + TACMA",
+        "AV-BT + TACMA (tacma_theta0)",
+    ]
+    assert "| AV-BT + TACMA (tacma_theta0) | avbt | 1 | 70.0 % |" in table_cli.render(summary, "t")
+
+
+def test_table_refuses_runs_scored_on_different_test_sets() -> None:
+    runs = _runs({"audio": ("audio", 0.5), "tacma": ("tacma", 0.8)})
+    runs[1].metrics["num_segments"]["test"] = 11
+    with pytest.raises(ValueError, match="different test sets"):
+        table_cli.collect(runs)
+
+
+def test_table_cli_names_a_missing_metrics_file(tmp_path: Path, capsys) -> None:
+    args = ["--run", "tacma", "avbt", str(tmp_path / "nope.json"), str(tmp_path / "a.json")]
+    code = table_cli.main([*args, "--title", "t", "--out", str(tmp_path / "t.md"), "--json",
+                           str(tmp_path / "m.json")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "run tacma: metrics" in err and "nope.json" in err
+    assert not (tmp_path / "t.md").exists()

@@ -285,3 +285,43 @@ def test_train_evaluate_table_end_to_end(tiny: dict[str, Path], tmp_path: Path) 
     model, payload = train.load_localiser(runs[0] / "model.pt")
     assert payload["train_config"]["model"] == {"dim": 16} and model.grid_shape == (8, 8)
     assert train.main([*common, "--method", "m2vsl", "--out", str(tmp_path), "--model", "[]"]) == 1
+
+
+def _fake_run(name: str, method: str, seed: int, ciou: float) -> dict:
+    overall = {"ciou_ap50": ciou, "ciou_auc": 0.5, "ciou_mean": 0.5, "miou": 0.4, "fscore": 0.5}
+    overall["pointing_accuracy"] = 0.9
+    return {
+        "name": name,
+        "method": method,
+        "seed": seed,
+        "overall": overall,
+        "with_silent_distractor": None,
+        "throughput_frames_per_s": 100.0,
+        "train_cpu_seconds": 2.0,
+        "num_parameters": 10,
+        "run": f"{name}/seed{seed}",
+    }
+
+
+def test_table_rows_are_runs_and_each_is_compared_with_the_baseline() -> None:
+    runs = [
+        _fake_run("similarity", "similarity", 0, 0.60),
+        _fake_run("similarity", "similarity", 1, 0.62),
+        _fake_run("m2vsl", "m2vsl", 0, 0.70),
+        _fake_run("m2vsl", "m2vsl", 1, 0.72),
+        _fake_run("m2vsl_finest", "m2vsl", 0, 0.50),
+        _fake_run("m2vsl_finest", "m2vsl", 1, 0.52),
+    ]
+    stats = table.aggregate(runs)
+    assert list(stats) == ["similarity", "m2vsl", "m2vsl_finest"]
+    assert stats["m2vsl"]["mean"]["ciou_ap50"] == pytest.approx(0.71)
+    assert stats["m2vsl"]["std"]["ciou_ap50"] == pytest.approx(np.std([0.70, 0.72], ddof=1))
+    sentence = table.verdict(stats)
+    assert sentence.startswith(
+        "M2VSL beats the similarity-map baseline on CIoU (AP50) only (mean ± std over 2 and 2 "
+        "seeds, M2VSL first: CIoU (AP50) 0.710 ± 0.014 vs 0.610 ± 0.014;"
+    )
+    assert "M2VSL (m2vsl_finest) beats the similarity-map baseline on" not in sentence
+    assert "M2VSL (m2vsl_finest) does not beat the similarity-map baseline on any" in sentence
+    with pytest.raises(ValueError, match="mixes methods"):
+        table.aggregate([*runs, _fake_run("m2vsl", "similarity", 2, 0.5)])

@@ -1,0 +1,353 @@
+"""One report comparing the methods of every task on a data set, and saying who wins what.
+
+Three tables, each on the test split, each with the parameters and the training throughput of
+every row:
+
+- temporal detection: the detection runs (``results/{dataset}/runs/*``: audio-only,
+  visual-only, early-fusion ActionFormer, MRAV-FF, LoCo by default), mAP at tIoU 0.5 to 0.9
+  and the average over all configured thresholds;
+- segment classification (the AVE task): ``segments/metrics.json`` of
+  :mod:`pipeline.segments.table`, segment accuracy;
+- spatial sound localisation: ``spatial/metrics.json`` of :mod:`pipeline.spatial.table`,
+  cIoU (AP50), AUC, mIoU and F-score as mean ± std over the training seeds.
+
+The first section lists, per task and metric, the winning row and its margin over the next.
+Tasks whose inputs are not given are left out (a data set without boxes has no spatial table).
+
+Usage: ``python -m pipeline.comparison --title demo --runs results/demo/runs/fusion ...
+--segments results/demo/segments/metrics.json --spatial results/demo/spatial/metrics.json
+--out results/demo/comparison.md --json results/demo/comparison.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.report import RunRecord, load_run
+
+DETECTION_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9")
+SPATIAL_METRICS = (  # (key, title); higher is better for all
+    ("ciou_ap50", "CIoU (AP50)"),
+    ("ciou_auc", "AUC"),
+    ("miou", "mIoU"),
+    ("fscore", "F-score"),
+)
+
+
+def describe_detector(model: Mapping[str, Any] | None) -> str:
+    """A short name of a detection run's model config (``name``, modalities, neck)."""
+    if not model:
+        return "–"
+    modalities = list(model.get("modalities", []))
+    neck = model.get("neck") or {}
+    if model["name"] == "loco":
+        attention = model.get("cross_attention", "cdp")
+        lcc = "no LCC" if model.get("lcc_weight", 0.1) == 0 else "LCC"
+        return f"LoCo ({attention} cross-attention, {lcc})"
+    if model["name"] != "actionformer":
+        return model["name"]
+    if neck.get("name") == "mravff":
+        gate = "gated" if neck.get("gate", True) else "no gate"
+        return f"ActionFormer + MRAV-FF ({gate})"
+    if modalities == ["audio"]:
+        return "ActionFormer, audio only"
+    if modalities == ["visual"]:
+        return "ActionFormer, visual only"
+    return f"ActionFormer, early fusion ({' + '.join(modalities)})"
+
+
+def _best(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None and not math.isnan(value)]
+    return max(present) if present else None
+
+
+def _winner(rows: Sequence[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The winning row on ``key``, its value, the runner-up and the margin (None if no value)."""
+    ranked = sorted(
+        (row for row in rows if row.get(key) is not None and not math.isnan(row[key])),
+        key=lambda row: -row[key],
+    )
+    if not ranked:
+        return None
+    best = ranked[0]
+    tied = [row["name"] for row in ranked if row[key] == best[key]]
+    runner_up = next((row for row in ranked if row[key] < best[key]), None)
+    return {
+        "metric": key,
+        "winners": tied,
+        "value": best[key],
+        "runner_up": None if runner_up is None else runner_up["name"],
+        "runner_up_value": None if runner_up is None else runner_up[key],
+    }
+
+
+def detection_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per detection run: mAP per threshold, the average, size and throughput."""
+    rows = []
+    for run in runs:
+        summary = run.summary or {}
+        row = {
+            "name": run.name,
+            "method": describe_detector(summary.get("model")),
+            "average": run.metrics["average_mAP"],
+            "num_parameters": summary.get("num_parameters"),
+            "train_per_s": summary.get("train_snippets_per_s"),
+            "inference_per_s": run.metrics.get("inference", {}).get("snippets_per_s"),
+        }
+        for key in DETECTION_THRESHOLDS:
+            row[key] = run.metrics["mAP"].get(key)
+        rows.append(row)
+    return rows
+
+
+def segment_rows(segments: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per segment classifier of :mod:`pipeline.segments.table`'s JSON."""
+    return [
+        {
+            "name": row["name"],
+            "accuracy": row["test_accuracy"],
+            "num_parameters": row["classifier_parameters"] + row["encoder_parameters"],
+            "train_per_s": row["train_segments_per_s"],
+        }
+        for row in segments["rows"]
+    ]
+
+
+def spatial_rows(spatial: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per localiser of :mod:`pipeline.spatial.table`'s JSON (means over seeds)."""
+    from pipeline.spatial.table import display_name
+
+    rows = []
+    for name, stats in spatial["methods"].items():
+        row = {
+            "name": display_name(name, stats["method"]),
+            "seeds": len(stats["seeds"]),
+            "num_parameters": stats["num_parameters"],
+            "train_cpu_seconds": stats["mean"]["train_cpu_seconds"],
+            "inference_per_s": stats["mean"]["throughput_frames_per_s"],
+        }
+        for key, _ in SPATIAL_METRICS:
+            row[key] = stats["mean"][key]
+            row[f"{key}_std"] = stats["std"][key]
+        rows.append(row)
+    return rows
+
+
+def _cell(value: float | None, best: float | None, scale: float = 100.0, digits: int = 2) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    text = f"{scale * value:.{digits}f}"
+    return f"**{text}**" if best is not None and round(value, 6) == round(best, 6) else text
+
+
+def _count(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def detection_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    columns = [*DETECTION_THRESHOLDS, "average"]
+    best = {key: _best([row[key] for row in rows]) for key in columns}
+    lines = [
+        "| Run | Method | "
+        + " | ".join(f"mAP@{key}" for key in DETECTION_THRESHOLDS)
+        + " | average | Parameters | Training (snippets/s) | Inference (snippets/s) |",
+        "|---|---|" + "---:|" * (len(columns) + 3),
+    ]
+    for row in rows:
+        cells = " | ".join(_cell(row[key], best[key]) for key in columns)
+        lines.append(
+            f"| {row['name']} | {row['method']} | {cells} | {_count(row['num_parameters'])} "
+            f"| {_count(row['train_per_s'])} | {_count(row['inference_per_s'])} |"
+        )
+    return lines
+
+
+def segment_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    best = _best([row["accuracy"] for row in rows])
+    lines = [
+        "| Method | Test accuracy (%) | Parameters (encoders + classifier) "
+        "| Classifier training (segments/s) |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['name']} | {_cell(row['accuracy'], best, digits=1)} "
+            f"| {_count(row['num_parameters'])} | {_count(row['train_per_s'])} |"
+        )
+    return lines
+
+
+def spatial_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    best = {key: _best([row[key] for row in rows]) for key, _ in SPATIAL_METRICS}
+    lines = [
+        "| Method | Seeds | "
+        + " | ".join(title for _, title in SPATIAL_METRICS)
+        + " | Parameters | Training CPU (s) | Inference (frames/s) |",
+        "|---|---:|" + "---:|" * (len(SPATIAL_METRICS) + 3),
+    ]
+    for row in rows:
+        cells = " | ".join(
+            f"{_cell(row[key], best[key], scale=1.0, digits=3)} ± {row[f'{key}_std']:.3f}"
+            for key, _ in SPATIAL_METRICS
+        )
+        lines.append(
+            f"| {row['name']} | {row['seeds']} | {cells} | {_count(row['num_parameters'])} "
+            f"| {row['train_cpu_seconds']:.1f} | {_count(row['inference_per_s'])} |"
+        )
+    return lines
+
+
+def win_sentence(task: str, title: str, win: dict[str, Any] | None, unit: str, scale: float) -> str:
+    """``- task, title: **winner** value, margin over the runner-up``."""
+    if win is None:
+        return f"- {task}, {title}: no run has a value."
+    digits = 2 if scale == 100 else 3
+    value = f"{scale * win['value']:.{digits}f}{unit}"
+    names = " and ".join(f"**{name}**" for name in win["winners"])
+    if win["runner_up"] is None:
+        rest = " (no other run to compare)" if len(win["winners"]) == 1 else " (tie)"
+        return f"- {task}, {title}: {names} {value}{rest}."
+    margin = scale * (win["value"] - win["runner_up_value"])
+    return (
+        f"- {task}, {title}: {names} {value}, {margin:.{digits}f} above "
+        f"{win['runner_up']} ({scale * win['runner_up_value']:.{digits}f}{unit})."
+    )
+
+
+def build_comparison(
+    title: str,
+    run_dirs: Sequence[str | Path],
+    segments: Mapping[str, Any] | None = None,
+    spatial: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The Markdown report and its numbers as one JSON-ready dict."""
+    if not run_dirs and segments is None and spatial is None:
+        raise ValueError("the comparison needs detection runs, segment or spatial metrics")
+    tasks: dict[str, Any] = {}
+    wins: list[str] = []
+    sections: list[str] = []
+    if run_dirs:
+        rows = detection_rows([load_run(folder) for folder in run_dirs])
+        results = {key: _winner(rows, key) for key in ("average", *DETECTION_THRESHOLDS)}
+        tasks["detection"] = {"rows": rows, "winners": results}
+        wins += [
+            win_sentence("Temporal detection", "average mAP", results["average"], " %", 100),
+            *(
+                win_sentence("Temporal detection", f"mAP@{key}", results[key], " %", 100)
+                for key in DETECTION_THRESHOLDS
+            ),
+        ]
+        sections += [
+            "## Temporal detection",
+            "",
+            "mAP (%) on the test split at tIoU 0.5 to 0.9; `average` is the mean over all "
+            "configured thresholds. Throughput on the device and threads of each job.",
+            "",
+            *detection_table(rows),
+            "",
+        ]
+    if segments is not None:
+        rows = segment_rows(segments)
+        result = _winner(rows, "accuracy")
+        tasks["segments"] = {
+            "rows": rows,
+            "winners": {"accuracy": result},
+            "majority_baseline": segments["majority_baseline"],
+        }
+        baseline = segments["majority_baseline"]["test_accuracy"]
+        wins.append(
+            win_sentence("Segment classification", "test accuracy", result, " %", 100)[:-1]
+            + f"; majority class {100 * baseline:.2f} %."
+        )
+        sections += [
+            "## Segment classification (AVE task)",
+            "",
+            f"Accuracy over all {segments['num_segments']['test']} one-second test segments "
+            f"({segments['num_classes']} classes + background); the majority class scores "
+            f"{100 * baseline:.1f} %.",
+            "",
+            *segment_table(rows),
+            "",
+        ]
+    if spatial is not None:
+        rows = spatial_rows(spatial)
+        results = {key: _winner(rows, key) for key, _ in SPATIAL_METRICS}
+        tasks["spatial"] = {"rows": rows, "winners": results, "verdict": spatial["verdict"]}
+        wins += [
+            win_sentence("Spatial localisation", name, results[key], "", 1)
+            for key, name in SPATIAL_METRICS
+        ]
+        sections += [
+            "## Spatial sound localisation",
+            "",
+            f"{spatial['num_frames']} test frames with a sounding object; mean ± std over the "
+            "training seeds. " + spatial["verdict"],
+            "",
+            *spatial_table(rows),
+            "",
+        ]
+    text = "\n".join(
+        [
+            f"# Method comparison: {title}",
+            "",
+            "Every number is on the test split; model selection used the validation split "
+            "only. Best per column in bold.",
+            "",
+            "## Who wins what",
+            "",
+            *wins,
+            "",
+            *sections,
+        ]
+    )
+    return text, {"title": title, "tasks": tasks}
+
+
+def _read_json(path: str | Path | None, what: str) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; run the step that writes it")
+    return json.loads(path.read_text())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--title", required=True, help="data set name for the heading")
+    parser.add_argument("--runs", nargs="*", default=[], help="detection run folders")
+    parser.add_argument("--segments", help="metrics.json of pipeline.segments.table")
+    parser.add_argument("--spatial", help="metrics.json of pipeline.spatial.table")
+    parser.add_argument("--out", required=True, help="Markdown file to write")
+    parser.add_argument("--json", required=True, help="JSON file to write")
+    args = parser.parse_args(argv)
+    try:
+        text, numbers = build_comparison(
+            args.title,
+            args.runs,
+            _read_json(args.segments, "segment metrics"),
+            _read_json(args.spatial, "spatial metrics"),
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyError as err:
+        print(
+            f"error: an input file lacks the key {err}; rerun the step that wrote it",
+            file=sys.stderr,
+        )
+        return 1
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    Path(args.json).write_text(json.dumps(numbers, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

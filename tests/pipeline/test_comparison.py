@@ -1,0 +1,136 @@
+"""The per-task comparison: rows, winners and margins computed by hand, and its CLI errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import comparison
+
+
+def _detection_run(folder: Path, name: str, model: dict, maps: dict[str, float]) -> Path:
+    folder.mkdir(parents=True)
+    average = sum(maps.values()) / len(maps)
+    metrics = {
+        "mAP": maps,
+        "average_mAP": average,
+        "split": "test",
+        "inference": {"snippets_per_s": 800.0},
+    }
+    summary = {"name": name, "model": model, "num_parameters": 1000, "train_snippets_per_s": 50.0}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "train_summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+FUSION = {"name": "actionformer", "modalities": ["audio", "visual"]}
+MRAVFF = {"name": "actionformer", "modalities": ["visual"], "neck": {"name": "mravff"}}
+LOCO = {"name": "loco", "modalities": ["audio", "visual"], "cross_attention": "cdp"}
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[Path]:
+    thresholds = ("0.5", "0.6", "0.7", "0.8", "0.9")
+    fusion = dict(zip(thresholds, (0.6, 0.5, 0.4, 0.3, 0.2), strict=True))
+    loco = dict(zip(thresholds, (0.7, 0.5, 0.3, 0.2, 0.1), strict=True))
+    return [
+        _detection_run(tmp_path / "fusion", "fusion", FUSION, fusion),
+        _detection_run(tmp_path / "loco", "loco", LOCO, loco),
+    ]
+
+
+SEGMENTS = {
+    "rows": [
+        {
+            "name": "AV-BT audio",
+            "test_accuracy": 0.58,
+            "classifier_parameters": 100,
+            "encoder_parameters": 900,
+            "train_segments_per_s": 2000.0,
+        },
+        {
+            "name": "AV-BT + TACMA",
+            "test_accuracy": 0.75,
+            "classifier_parameters": 300,
+            "encoder_parameters": 1800,
+            "train_segments_per_s": 1000.0,
+        },
+    ],
+    "majority_baseline": {"label_id": 10, "test_accuracy": 0.5},
+    "num_segments": {"train": 100, "validation": 20, "test": 40},
+    "num_classes": 10,
+}
+
+
+def _spatial_stats(method: str, ciou: float) -> dict:
+    values = {"ciou_ap50": ciou, "ciou_auc": 0.5, "miou": 0.4, "fscore": 0.5}
+    return {
+        "method": method,
+        "seeds": [0, 1],
+        "num_parameters": 500,
+        "mean": {**values, "train_cpu_seconds": 3.0, "throughput_frames_per_s": 900.0},
+        "std": {key: 0.01 for key in values},
+    }
+
+
+SPATIAL = {
+    "verdict": "M2VSL beats the similarity-map baseline on CIoU (AP50) only.",
+    "num_frames": 120,
+    "methods": {
+        "m2vsl": _spatial_stats("m2vsl", 0.70),
+        "similarity": _spatial_stats("similarity", 0.65),
+    },
+}
+
+
+def test_detectors_are_named_from_their_model_config() -> None:
+    assert comparison.describe_detector(FUSION) == "ActionFormer, early fusion (audio + visual)"
+    assert comparison.describe_detector(MRAVFF) == "ActionFormer + MRAV-FF (gated)"
+    assert comparison.describe_detector({**LOCO, "lcc_weight": 0.0}) == (
+        "LoCo (cdp cross-attention, no LCC)"
+    )
+    assert comparison.describe_detector(None) == "–"
+
+
+def test_winners_and_margins_by_hand(runs: list[Path]) -> None:
+    text, numbers = comparison.build_comparison("t", runs, SEGMENTS, SPATIAL)
+    detection = numbers["tasks"]["detection"]["winners"]
+    # averages over the five thresholds: fusion 0.40, loco 0.36
+    assert detection["average"]["winners"] == ["fusion"]
+    assert detection["average"]["value"] == pytest.approx(0.4)
+    assert detection["0.5"]["winners"] == ["loco"] and detection["0.5"]["runner_up"] == "fusion"
+    assert detection["0.6"]["winners"] == ["fusion", "loco"]  # a tie at 0.5
+    assert "- Temporal detection, average mAP: **fusion** 40.00 %, 4.00 above loco (36.00 %)." in (
+        text
+    )
+    assert "- Temporal detection, mAP@0.5: **loco** 70.00 %, 10.00 above fusion (60.00 %)." in text
+    assert "mAP@0.6: **fusion** and **loco** 50.00 % (tie)." in text
+    assert (
+        "- Segment classification, test accuracy: **AV-BT + TACMA** 75.00 %, 17.00 above "
+        "AV-BT audio (58.00 %); majority class 50.00 %." in text
+    )
+    assert "- Spatial localisation, CIoU (AP50): **M2VSL** 0.700, 0.050 above" in text
+    assert "| AV-BT + TACMA | **75.0** | 2,100 | 1,000 |" in text
+    assert "| loco | LoCo (cdp cross-attention, LCC) | **70.00** |" in text
+
+
+def test_tasks_without_inputs_are_left_out(runs: list[Path]) -> None:
+    text, numbers = comparison.build_comparison("t", runs)
+    assert set(numbers["tasks"]) == {"detection"}
+    assert "Segment classification" not in text and "Spatial" not in text
+    with pytest.raises(ValueError, match="needs detection runs"):
+        comparison.build_comparison("t", [])
+
+
+def test_cli_names_a_missing_input(runs: list[Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "comparison.md"
+    args = ["--title", "t", "--runs", *map(str, runs), "--out", str(out)]
+    missing = str(tmp_path / "segments.json")
+    assert comparison.main([*args, "--json", str(tmp_path / "c.json"), "--segments", missing]) == 1
+    assert f"segment metrics {missing} does not exist" in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "segments.json").write_text(json.dumps({"rows": []}))
+    assert comparison.main([*args, "--json", str(tmp_path / "c.json"), "--segments", missing]) == 1
+    assert "lacks the key 'majority_baseline'" in capsys.readouterr().err
+    assert comparison.main([*args, "--json", str(tmp_path / "c.json")]) == 0
+    assert out.read_text().startswith("# Method comparison: t")
