@@ -101,6 +101,9 @@ def dry_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, s
     tmp_path = tmp_path_factory.mktemp("profiles")
     slurm_profile = load_profile("slurm")
     del slurm_profile["executor"]
+    # Without the executor the dry run plans local jobs, whose threads Snakemake caps at the
+    # local cores; on a cluster each job gets its own node, so give the plan enough cores.
+    slurm_profile["cores"] = 64
     slurm_dir = tmp_path / "slurm_profile"
     slurm_dir.mkdir()
     (slurm_dir / "config.yaml").write_text(yaml.safe_dump(slurm_profile))
