@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report import RunRecord, load_run
+from pipeline.spatial.data import read_json
+from pipeline.spatial.table import display_name
 
 DETECTION_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9")
 SPATIAL_METRICS = (  # (key, title); higher is better for all
@@ -121,8 +123,6 @@ def segment_rows(segments: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def spatial_rows(spatial: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per localiser of :mod:`pipeline.spatial.table`'s JSON (means over seeds)."""
-    from pipeline.spatial.table import display_name
-
     rows = []
     for name, stats in spatial["methods"].items():
         row = {
@@ -309,13 +309,8 @@ def build_comparison(
     return text, {"title": title, "tasks": tasks}
 
 
-def _read_json(path: str | Path | None, what: str) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist; run the step that writes it")
-    return json.loads(path.read_text())
+def _optional_json(path: str | None, what: str) -> dict[str, Any] | None:
+    return None if path is None else read_json(path, what)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, numbers = build_comparison(
             args.title,
             args.runs,
-            _read_json(args.segments, "segment metrics"),
-            _read_json(args.spatial, "spatial metrics"),
+            _optional_json(args.segments, "segment metrics"),
+            _optional_json(args.spatial, "spatial metrics"),
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
