@@ -8,7 +8,11 @@ from pipeline.config import validate_config
 min_version("9.0")
 
 
-configfile: "workflow_config.yaml"
+# The default job's configuration applies only when no --configfile is given: a user's
+# configuration stands alone (merged onto the schema's defaults, never onto the demo's).
+if not workflow.configfiles:
+
+    configfile: "workflow_config.yaml"
 
 
 # Used only with --software-deployment-method apptainer (see docker/README.md).

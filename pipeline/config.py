@@ -84,9 +84,18 @@ def validate_config(config: Mapping[str, Any], *, source: str = "config") -> dic
 
 def _task_missing(config: Mapping[str, Any], task: str) -> str:
     """Why the optional ``task`` (segments, spatial) cannot run on this config ("" if it can)."""
-    if config["dataset"]["source"] != "synth":
+    dataset = config["dataset"]
+    if task == "segments" and segment_labels_source(config) is not None:
+        return ""
+    if dataset["source"] != "synth":
+        if task == "segments":
+            return (
+                f"dataset.source is {dataset['source']!r} and the segment labels come from the "
+                "synthetic source, an AVE import (dataset.import.format: ave) or AVE's "
+                "annotations beside raw videos (dataset.segment_labels)"
+            )
         return (
-            f"dataset.source is {config['dataset']['source']!r} and only the synthetic source "
+            f"dataset.source is {dataset['source']!r} and only the synthetic source "
             "writes its labels"
         )
     if task == "spatial" and not config["extraction"]["visual_grid"]:
@@ -94,10 +103,46 @@ def _task_missing(config: Mapping[str, Any], task: str) -> str:
     return ""
 
 
+def segment_labels_source(config: Mapping[str, Any]) -> str | None:
+    """Where a non-synthetic data set's segment labels come from: ``import`` (the AVE release's
+    features), ``videos`` (AVE's annotations beside raw videos) or None."""
+    dataset = config["dataset"]
+    if dataset["source"] == "import" and dataset["import"]["format"] == "ave":
+        return "import"
+    if dataset["source"] == "videos" and dataset.get("segment_labels"):
+        return "videos"
+    return None
+
+
 def task_enabled(config: Mapping[str, Any], task: str) -> bool:
     """Whether the optional stage ``task`` (``segments`` or ``spatial``) runs on ``config``."""
     enabled = config[task]["enabled"]
     return enabled is True or (enabled == "auto" and not _task_missing(config, task))
+
+
+def check_segment_weights(config: Mapping[str, Any], source: str = "config") -> None:
+    """The pretrained CNN weights every AV-BT pre-training of the segment stage needs exist
+    (checked when the DAG is built, when the stage runs AV-BT).
+
+    Raises:
+        ConfigError: naming the file ``source``, the key, the model and how to get it.
+    """
+    from pipeline.segments.settings import (  # light: dataclasses only
+        PretrainSettings,
+        check_pretrained_weights,
+        check_settings,
+    )
+
+    if not task_enabled(config, "segments") or segment_labels_source(config) == "import":
+        return
+    segments = config["segments"]
+    try:
+        for name in sorted({run["pretraining"] for run in segments["runs"].values()}):
+            where = f"segments.pretrainings.{name}"
+            merged = {**segments["pretrain"], **segments["pretrainings"][name]}
+            check_pretrained_weights(check_settings(PretrainSettings, merged, where), where)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _check_segments(segments: Mapping[str, Any], source: str) -> None:

@@ -1,9 +1,13 @@
 """Markdown tables of our runs next to published results, with the difference in points.
 
 Published numbers live in ``pipeline/data/published_results.yaml``, each with its source (paper
-title, arXiv id, table or README) and a ``status``: ``verified`` numbers were read in the source,
-``not found`` ones are null and print as ``n/a``. :func:`load_published` refuses a file that breaks
-that rule (a number without a source, a verified entry with a null).
+title, arXiv id, DOI or URL, table or README) and a ``status``: ``verified`` numbers were read in
+the source, ``derived`` ones computed from numbers stated there (the entry says how), ``not found``
+ones are null and print as ``n/a``. :func:`load_published` refuses a file that breaks that rule (a
+number without a source, a verified entry with a null). An entry may name the paper table it
+belongs to (``group``) and what its row varies (``setting``, e.g. ``{modality: audio}``), so an
+ablation row with several numbers is one entry per number; :func:`published_entries` lists them
+for other modules.
 
 Our numbers come from each run's ``metrics.json``: ``mAP`` per tIoU and ``average_mAP``
 (:mod:`pipeline.evaluate`, fractions) or ``test_accuracy`` (AVE segment classifiers), printed in
@@ -31,7 +35,7 @@ import yaml
 from pipeline.report import load_run
 
 PUBLISHED_PATH = Path(__file__).parent / "data" / "published_results.yaml"
-STATUSES = ("verified", "not found")
+STATUSES = ("verified", "derived", "not found")
 
 
 class PublishedResultsError(ValueError):
@@ -51,8 +55,36 @@ class Benchmark:
     entries: tuple[dict[str, Any], ...]  # published rows, as in the file
 
 
+@dataclass(frozen=True)
+class PublishedEntry:
+    """One published entry, as :func:`published_entries` gives it to other modules."""
+
+    method: str  # e.g. "AV-BT + TACMA"
+    group: str | None  # paper table the entry belongs to, e.g. "AV-BT Table 4"; None if not given
+    setting: dict[str, Any]  # what the row varies, e.g. {"theta": 0.03}; empty if nothing
+    values: dict[str, float | None]  # column -> percent, None where not found
+    status: str  # one of STATUSES
+    citation: str  # title, venue, arXiv id / DOI / URL and table, on one line
+
+    @property
+    def value(self) -> float | None:
+        """The number of a one-column benchmark (``accuracy``)."""
+        if len(self.values) != 1:
+            raise ValueError(f"{self.method!r} has columns {list(self.values)}; read .values")
+        return next(iter(self.values.values()))
+
+
 def _check_entry(key: str, columns: Sequence[str], entry: Mapping[str, Any]) -> None:
-    where = f"published results, benchmark {key!r}, entry {entry.get('method')!r}"
+    where = f"published results, benchmark {key!r}, entry {_label(entry)!r}"
+    group, setting = entry.get("group"), entry.get("setting")
+    if group is not None and not (isinstance(group, str) and group):
+        raise PublishedResultsError(f"{where}: 'group' must be a non-empty string, not {group!r}")
+    if setting is not None and not (
+        isinstance(setting, Mapping)
+        and all(isinstance(name, str) for name in setting)
+        and all(isinstance(value, str | bool | int | float) for value in setting.values())
+    ):
+        raise PublishedResultsError(f"{where}: 'setting' must map names to plain values")
     values = entry.get("values", {})
     if sorted(values) != sorted(columns):
         raise PublishedResultsError(f"{where}: values {sorted(values)} != columns {columns}")
@@ -60,13 +92,19 @@ def _check_entry(key: str, columns: Sequence[str], entry: Mapping[str, Any]) -> 
     if status not in STATUSES:
         raise PublishedResultsError(f"{where}: status must be one of {STATUSES}, not {status!r}")
     source = entry.get("source") or {}
-    if not source.get("title") or not (source.get("arxiv") or source.get("url")):
-        raise PublishedResultsError(f"{where}: a source needs a title and an arXiv id or URL")
+    if not source.get("title") or not any(source.get(k) for k in ("arxiv", "doi", "url")):
+        raise PublishedResultsError(
+            f"{where}: a source needs a title and an arXiv id or URL, or DOI"
+        )
     numbers = [value for value in values.values() if value is not None]
     if status == "not found" and numbers:
         raise PublishedResultsError(f"{where}: status 'not found' but it holds numbers")
-    if status == "verified" and len(numbers) != len(values):
-        raise PublishedResultsError(f"{where}: verified entries need every column filled")
+    if status != "not found" and len(numbers) != len(values):
+        raise PublishedResultsError(f"{where}: {status} entries need every column filled")
+    if status == "derived" and not entry.get("derivation"):
+        raise PublishedResultsError(
+            f"{where}: say how a derived number was computed ('derivation')"
+        )
     if not entry.get("checked"):
         raise PublishedResultsError(f"{where}: say where the numbers were checked ('checked')")
 
@@ -84,6 +122,11 @@ def load_published(path: str | Path = PUBLISHED_PATH) -> dict[str, Benchmark]:
         methods = [entry["method"] for entry in spec["entries"]]
         if spec.get("reference") is not None and spec["reference"] not in methods:
             raise PublishedResultsError(f"{path}: {key!r} reference is not one of {methods}")
+        if spec.get("reference") is not None and methods.count(spec["reference"]) > 1:
+            raise PublishedResultsError(
+                f"{path}: {key!r} reference {spec['reference']!r} names several entries; "
+                "give the others another method name"
+            )
         benchmarks[key] = Benchmark(
             key=key,
             name=spec["name"],
@@ -94,6 +137,67 @@ def load_published(path: str | Path = PUBLISHED_PATH) -> dict[str, Benchmark]:
             entries=tuple(spec["entries"]),
         )
     return benchmarks
+
+
+def published_entries(
+    benchmark: str, group: str | None = None, *, path: str | Path = PUBLISHED_PATH
+) -> list[PublishedEntry]:
+    """The published entries of ``benchmark`` (of one paper table if ``group``), in file order.
+
+    Args:
+        benchmark: a benchmark key of the published-results file, e.g. ``"ave"``.
+        group: keep only the entries of this group, e.g. ``"AV-BT Table 4"``.
+        path: the published-results YAML.
+    """
+    benchmarks = load_published(path)
+    if benchmark not in benchmarks:
+        raise PublishedResultsError(
+            f"{path}: no benchmark {benchmark!r}; one of {list(benchmarks)}"
+        )
+    entries = benchmarks[benchmark].entries
+    groups = list(dict.fromkeys(entry["group"] for entry in entries if entry.get("group")))
+    if group is not None and group not in groups:
+        raise PublishedResultsError(
+            f"{path}: {benchmark!r} has no group {group!r}; one of {groups}"
+        )
+    return [
+        PublishedEntry(
+            method=entry["method"],
+            group=entry.get("group"),
+            setting=dict(entry.get("setting") or {}),
+            values=dict(entry["values"]),
+            status=entry["status"],
+            citation=_citation(entry["source"]),
+        )
+        for entry in entries
+        if group is None or entry.get("group") == group
+    ]
+
+
+def _identifier(source: Mapping[str, Any]) -> str:
+    if source.get("arxiv"):
+        return f"arXiv {source['arxiv']}"
+    return f"doi {source['doi']}" if source.get("doi") else str(source["url"])
+
+
+def _citation(source: Mapping[str, Any]) -> str:
+    """'"Title", venue, arXiv id / DOI / URL, table' of a source."""
+    venue = source.get("journal") or source.get("authors")
+    parts = (f'"{source["title"]}"', venue, _identifier(source), source.get("table"))
+    return ", ".join(str(part) for part in parts if part)
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as the papers print it: booleans as ✓/✕, 0.030 as 0.03."""
+    if isinstance(value, bool):
+        return "✓" if value else "✕"
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _label(entry: Mapping[str, Any]) -> str:
+    """The method with its setting: ``AV-BT + MLP (modality=audio)``."""
+    setting = ", ".join(f"{name}={_shown(v)}" for name, v in (entry.get("setting") or {}).items())
+    return f"{entry.get('method')} ({setting})" if setting else str(entry.get("method"))
 
 
 def _map_at(metrics: Mapping[str, Any], threshold: float) -> float | None:
@@ -166,11 +270,14 @@ def render_table(
     reference = {}
     for entry in benchmark.entries:
         source = entry["source"]
-        cite = f"arXiv {source['arxiv']}" if source.get("arxiv") else source["url"]
+        cite = _identifier(source)
         if source.get("table"):
             cite += f", {source['table']}"
+        if entry["status"] == "derived":
+            cite += "; derived"
         cells = [_cell(entry["values"][column]) for column in benchmark.columns]
-        lines.append(f"| {entry['method']} | {entry['features']} | {cite} | {' | '.join(cells)} |")
+        features = entry.get("features") or "–"
+        lines.append(f"| {_label(entry)} | {features} | {cite} | {' | '.join(cells)} |")
         if entry["method"] == benchmark.reference:
             reference = entry["values"]
     if not benchmark.entries:
@@ -198,10 +305,12 @@ def render_table(
         lines += ["", "Sources (pipeline/data/published_results.yaml):", ""]
         for entry in benchmark.entries:
             source = entry["source"]
+            derivation = " ".join(str(entry.get("derivation", "")).split())
             lines.append(
-                f'- {entry["method"]}: "{source["title"]}"'
-                + (f", arXiv {source['arxiv']}" if source.get("arxiv") else "")
+                f'- {_label(entry)}: "{source["title"]}"'
+                + (f", {_identifier(source)}" if source.get("arxiv") or source.get("doi") else "")
                 + f"; status: {entry['status']}; {' '.join(str(entry['checked']).split())}"
+                + (f" Derivation: {derivation}" if derivation else "")
             )
     return "\n".join(lines) + "\n"
 

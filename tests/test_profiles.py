@@ -39,6 +39,8 @@ TINY_CONFIG = {
         "audio_only": {"model": {"name": "actionformer", "modalities": ["audio"]}},
         "fusion": {"model": {"name": "actionformer", "modalities": ["audio", "visual"]}},
     },
+    # the segment stage's defaults are the paper's (ResNet-50 and VGGish weights, absent here)
+    "segments": {"enabled": False},
 }
 TINY_NUM_SHARDS = 3  # the tiny data set has 6 videos, in shards of 2
 TINY_RUNS = ("audio_only", "fusion")

@@ -165,9 +165,22 @@ def test_run_produces_reports_stores_and_runs(tiny_run):
 
 TINY_SEGMENTS = {
     "enabled": True,
-    "pretrain": {"width": 4, "depth": 2, "embedding_dim": 8, "projector_dims": [16]},
-    "classifier": {"epochs": 2, "model_dim": 8},
-    "pretrainings": {"avbt": {"epochs": 1, "batch_size": 8}},
+    "clips": {"frame_fps": 2, "frame_width": 24, "frame_height": 24},
+    "pretrain": {
+        "audio_backbone": "conv",
+        "visual_backbone": "conv",
+        "conv_width": 4,
+        "conv_depth": 2,
+        "conv_dim": 8,
+        "feature_dim": 8,
+        "projector_dims": [16],
+        "crop_size": 16,
+        "blur_kernel_size": 3,
+        "optimizer": "adamw",
+        "warmup_epochs": 0,
+    },
+    "classifier": {"epochs": 2, "hidden_dim": 8, "attention_dim": 4, "output_dim": 8},
+    "pretrainings": {"avbt": {"epochs": 1, "batch_size": 2}},
 }
 TINY_SPATIAL = {
     "enabled": True,
@@ -208,13 +221,18 @@ def test_every_task_reaches_the_comparison(tmp_path):
         "loco": "LoCo (cdp cross-attention, LCC)",
     }
     segments = [row["name"] for row in numbers["tasks"]["segments"]["rows"]]
-    assert segments == ["AV-BT audio", "AV-BT visual", "AV-BT + TACMA"]
+    assert segments == [
+        "AV-BT audio only",
+        "AV-BT visual only",
+        "AV-BT audio-visual (sum)",
+        "AV-BT + TACMA",
+    ]
     spatial = [row["name"] for row in numbers["tasks"]["spatial"]["rows"]]
     assert spatial == ["M2VSL", "Similarity map (baseline)"]
     text = (results / "comparison.md").read_text()
     assert "## Who wins what" in text and "Segment classification, test accuracy" in text
     pretraining = json.loads((results / "segments/pretrain/avbt/avbt.json").read_text())
-    assert pretraining["settings"]["embedding_dim"] == 8  # the config reached the job
+    assert pretraining["settings"]["feature_dim"] == 8  # the config reached the job
     assert len(pretraining["epoch_losses"]) == 1
 
 

@@ -25,7 +25,7 @@ import argparse
 import csv
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +173,7 @@ def annotations_json(rows: Sequence[AveRow], split_of_row: dict[int, str]) -> di
             "duration": CLIP_S,
             "subset": split_of_row[row.row],
             "annotations": events,
+            "source_video": row.video_id,  # the clip file's stem (two rows may share one)
         }
     return {"version": "ave", "database": database}
 
@@ -189,6 +190,35 @@ def segments_csv(rows: Sequence[AveRow], split_of_row: dict[int, str]) -> str:
         for k, label_id in enumerate(row.segment_label_ids()):
             writer.writerow((row.store_id, k, k, k + 1, labels[label_id], label_id))
     return buffer.getvalue()
+
+
+def write_ave_labels(
+    dataset_dir: str | Path, *, annotations_out: str | Path, segments_out: str | Path
+) -> int:
+    """Write the UnAV-format annotations and the segment table of AVE's split rows (the raw
+    video path: no features are read); return the number of rows written."""
+    rows = read_ave_annotations(Path(dataset_dir) / "Annotations.txt")
+    split_of_row = read_splits(dataset_dir, len(rows))
+    write_annotations(annotations_out, annotations_json(rows, split_of_row))
+    write_text_atomic(segments_out, segments_csv(rows, split_of_row))
+    return len(split_of_row)
+
+
+def check_ave_videos(dataset_dir: str | Path, video_ids: Iterable[str]) -> None:
+    """Every row of the three splits has its clip among ``video_ids`` (file stems); raise
+    naming the split file, the row and the video otherwise. Cheap: for DAG build."""
+    dataset_dir = Path(dataset_dir)
+    rows = read_ave_annotations(dataset_dir / "Annotations.txt")
+    available = set(video_ids)
+    split_of_row = read_splits(dataset_dir, len(rows))
+    for row in rows:
+        if row.row in split_of_row and row.video_id not in available:
+            split_file = dataset_dir / SPLIT_FILES[split_of_row[row.row]]
+            raise FeatureImportError(
+                f"{split_file}: row {row.row} ({row.category}, line {row.row + 1} of "
+                f"Annotations.txt) names video {row.video_id}, which is not in the videos "
+                "folder; download it or remove the row"
+            )
 
 
 def import_ave(
@@ -271,6 +301,25 @@ def import_ave(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--labels-only" in argv:  # the raw-video path: labels, no features
+        parser = argparse.ArgumentParser(description="Write AVE's labels of the split rows")
+        parser.add_argument("--labels-only", action="store_true", required=True)
+        parser.add_argument("--annotations", required=True, help="folder with Annotations.txt")
+        parser.add_argument("--annotations-out", required=True, help="UnAV-format JSON to write")
+        parser.add_argument("--segments-out", required=True, help="segments.csv to write")
+        args = parser.parse_args(argv)
+
+        def labels() -> str:
+            written = write_ave_labels(
+                args.annotations,
+                annotations_out=args.annotations_out,
+                segments_out=args.segments_out,
+            )
+            return f"{written} AVE rows labelled"
+
+        return run_cli(labels)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_import_arguments(
         parser,

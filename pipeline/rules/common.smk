@@ -5,8 +5,10 @@ import shlex
 from pathlib import Path
 
 from pipeline.config import (
+    check_segment_weights,
     extraction_settings,
     run_config,
+    segment_labels_source,
     segment_settings,
     task_enabled,
 )
@@ -30,6 +32,24 @@ SEGMENT_RUNS = list(SEGMENTS["runs"])
 # Only the pre-trainings some run reads are built.
 SEGMENT_PRETRAININGS = sorted({run["pretraining"] for run in SEGMENTS["runs"].values()})
 SEGMENTS_AVAILABLE = task_enabled(config, "segments")
+# AV-BT's ResNet-50 / VGGish weights, before any job runs.
+check_segment_weights(config, ", ".join(map(str, workflow.configfiles)) or "config")
+# None (synthetic labels), "videos" (AVE's annotations beside raw videos) or "import".
+SEGMENT_LABELS = segment_labels_source(config)
+AVE_CLASSES = 28  # AVE's event categories (pipeline.importers.ave.CATEGORIES)
+SEGMENT_CLASSES = (
+    config["dataset"]["synth"]["num_classes"] if SEGMENT_LABELS is None else AVE_CLASSES
+)
+SEGMENT_ANNOTATIONS = (
+    f"results/{DATASET}/segments/labels.json"
+    if SEGMENT_LABELS == "videos"
+    else f"results/{DATASET}/annotations.json"
+)
+if SEGMENTS_AVAILABLE and SEGMENT_LABELS == "videos":
+    from pipeline.importers.ave import check_ave_videos
+
+    # Every split row's clip must be in videos_dir, before any job runs.
+    check_ave_videos(config["dataset"]["segment_labels"], VIDEOS)
 SEGMENT_METRICS = (
     f"results/{DATASET}/segments/metrics.json" if SEGMENTS_AVAILABLE else None
 )
@@ -75,10 +95,34 @@ def segment_flags(step, name=""):
     )
 
 
+def segment_source(run):
+    """Where a segment run's features come from: its AV-BT pre-training, or the release."""
+    return (
+        "released"
+        if SEGMENT_LABELS == "import"
+        else SEGMENTS["runs"][run]["pretraining"]
+    )
+
+
 def segment_run_features(wildcards):
-    """The AV-BT features a segment run reads: those of its pre-training."""
-    pretraining = SEGMENTS["runs"][wildcards.segment_run]["pretraining"]
-    return f"results/{wildcards.dataset}/segments/pretrain/{pretraining}/features.npz"
+    """The features a segment run reads: its pre-training's, or the imported release's."""
+    source = segment_source(wildcards.segment_run)
+    if source == "released":
+        return f"results/{wildcards.dataset}/segments/released/features.npz"
+    return f"results/{wildcards.dataset}/segments/pretrain/{source}/features.npz"
+
+
+def segment_summary(dataset, run):
+    """The JSON that says where a segment run's features come from (for the table)."""
+    source = segment_source(run)
+    if source == "released":
+        return f"results/{dataset}/segments/released/features.json"
+    return f"results/{dataset}/segments/pretrain/{source}/avbt.json"
+
+
+def segment_summaries(wildcards):
+    """Every summary the segment table reads."""
+    return sorted({segment_summary(wildcards.dataset, run) for run in SEGMENT_RUNS})
 
 
 def spatial_flags(wildcards):

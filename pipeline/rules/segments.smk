@@ -1,21 +1,59 @@
-# Segment-level audio-visual event localisation (the AVE task) on the synthetic benchmark's
-# 1-second segments: decode, AV-BT pre-training(s), features, the configured classifiers
-# (TACMA, one-modality; `segments.runs`) and the results table. Needs segments.csv, which only
-# the synthetic source writes (`segments.enabled`). The settings come from the config's
-# `segments` block as CLI flags (common.smk).
+# Segment-level audio-visual event localisation (the AVE task) on 1-second segments: decode,
+# AV-BT pre-training(s), features, the configured classifiers (Table 2 MLPs, TACMA;
+# `segments.runs`) and the results table. The labels (segments.csv) come from the synthetic
+# benchmark, from AVE's annotations beside its raw videos (`dataset.segment_labels`), or from
+# the AVE feature import, whose released features replace AV-BT. The settings come from the
+# config's `segments` block as CLI flags (common.smk).
 
 
-if SEGMENTS_AVAILABLE:
+if SEGMENTS_AVAILABLE and SEGMENT_LABELS == "videos":
+
+    rule segments_labels:
+        input:
+            config["dataset"]["segment_labels"],
+        output:
+            segments="results/{dataset}/segments.csv",
+            annotations="results/{dataset}/segments/labels.json",
+        log:
+            "results/{dataset}/logs/segments/labels.log",
+        shell:
+            "python -m pipeline.importers.ave --labels-only --annotations {input:q} "
+            "--annotations-out {output.annotations:q} --segments-out {output.segments:q} "
+            "> {log} 2>&1"
+
+
+if SEGMENTS_AVAILABLE and SEGMENT_LABELS == "import":
+
+    rule segments_released_features:
+        input:
+            index=INDEX,
+            segments="results/{dataset}/segments.csv",
+            annotations=ANNOTATIONS,
+        output:
+            features="results/{dataset}/segments/released/features.npz",
+            summary="results/{dataset}/segments/released/features.json",
+        params:
+            num_classes=SEGMENT_CLASSES,
+        log:
+            "results/{dataset}/logs/segments/released-features.log",
+        shell:
+            "python -m pipeline.segments.features --index {input.index:q} "
+            "--segments {input.segments:q} --annotations {input.annotations:q} "
+            "--num-classes {params.num_classes} --out {output.features:q} > {log} 2>&1"
+
+
+if SEGMENTS_AVAILABLE and SEGMENT_LABELS != "import":
 
     rule segments_clips:
         input:
             videos=list(VIDEOS.values()),
             segments="results/{dataset}/segments.csv",
-            annotations="results/{dataset}/annotations.json",
+            annotations=SEGMENT_ANNOTATIONS,
         output:
-            "results/{dataset}/segments/clips.npz",
+            "results/{dataset}/segments/clips.zarr/zarr.json",
         params:
-            num_classes=config["dataset"]["synth"]["num_classes"],
+            num_classes=SEGMENT_CLASSES,
+            store=lambda wildcards: f"results/{wildcards.dataset}/segments/clips.zarr",
             flags=segment_flags("clips"),
         log:
             "results/{dataset}/logs/segments/clips.log",
@@ -25,39 +63,47 @@ if SEGMENTS_AVAILABLE:
         shell:
             "OMP_NUM_THREADS={threads} python -m pipeline.segments.clips {input.videos:q} "
             "--segments {input.segments:q} --annotations {input.annotations:q} "
-            "--num-classes {params.num_classes} {params.flags} --out {output:q} > {log} 2>&1"
+            "--num-classes {params.num_classes} {params.flags} --out {params.store:q} "
+            "> {log} 2>&1"
 
     rule segments_pretrain:
         input:
-            "results/{dataset}/segments/clips.npz",
+            "results/{dataset}/segments/clips.zarr/zarr.json",
         output:
             checkpoint="results/{dataset}/segments/pretrain/{pretraining}/avbt.pt",
             summary="results/{dataset}/segments/pretrain/{pretraining}/avbt.json",
         params:
             flags=lambda wildcards: segment_flags("pretraining", wildcards.pretraining),
+            store=lambda wildcards: f"results/{wildcards.dataset}/segments/clips.zarr",
         log:
             "results/{dataset}/logs/segments/pretrain-{pretraining}.log",
         benchmark:
             "results/{dataset}/benchmarks/segments/pretrain-{pretraining}.tsv"
         threads: 1
         shell:
-            "OMP_NUM_THREADS={threads} python -m pipeline.segments.pretrain --clips {input:q} "
-            "{params.flags} --out {output.checkpoint:q} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} python -m pipeline.segments.pretrain "
+            "--clips {params.store:q} {params.flags} --out {output.checkpoint:q} > {log} 2>&1"
 
     rule segments_features:
         input:
-            clips="results/{dataset}/segments/clips.npz",
+            clips="results/{dataset}/segments/clips.zarr/zarr.json",
             checkpoint="results/{dataset}/segments/pretrain/{pretraining}/avbt.pt",
         output:
             "results/{dataset}/segments/pretrain/{pretraining}/features.npz",
+        params:
+            store=lambda wildcards: f"results/{wildcards.dataset}/segments/clips.zarr",
         log:
             "results/{dataset}/logs/segments/features-{pretraining}.log",
         benchmark:
             "results/{dataset}/benchmarks/segments/features-{pretraining}.tsv"
         threads: 1
         shell:
-            "OMP_NUM_THREADS={threads} python -m pipeline.segments.features --clips {input.clips:q} "
-            "--checkpoint {input.checkpoint:q} --out {output:q} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} python -m pipeline.segments.features "
+            "--clips {params.store:q} --checkpoint {input.checkpoint:q} --out {output:q} "
+            "> {log} 2>&1"
+
+
+if SEGMENTS_AVAILABLE:
 
     rule segments_train:
         input:
@@ -86,23 +132,27 @@ if SEGMENTS_AVAILABLE:
                 "results/{{dataset}}/segments/runs/{segment_run}/metrics.json",
                 segment_run=SEGMENT_RUNS,
             ),
-            pretrainings=expand(
-                "results/{{dataset}}/segments/pretrain/{pretraining}/avbt.json",
-                pretraining=SEGMENT_PRETRAININGS,
-            ),
+            pretrainings=segment_summaries,
         output:
             table="results/{dataset}/segments/table.md",
             metrics="results/{dataset}/segments/metrics.json",
         params:
             runs=lambda wildcards: " ".join(
-                f"--run {shlex.quote(name)} {run['pretraining']} "
+                f"--run {shlex.quote(name)} {segment_source(name)} "
                 f"results/{wildcards.dataset}/segments/runs/{name}/metrics.json "
-                f"results/{wildcards.dataset}/segments/pretrain/{run['pretraining']}/avbt.json"
-                for name, run in SEGMENTS["runs"].items()
+                f"{segment_summary(wildcards.dataset, name)}"
+                for name in SEGMENT_RUNS
+            ),
+            benchmark=(
+                f"--published {shlex.quote(PUBLISHED_RESULTS)} --benchmark ave"
+                if SEGMENT_LABELS is not None
+                else ""
             ),
         log:
             "results/{dataset}/logs/segments/table.log",
         shell:
             "python -m pipeline.segments.table {params.runs} "
             "--title {wildcards.dataset} --out {output.table:q} --json {output.metrics:q} "
-            "> {log} 2>&1"
+            "{params.benchmark} > {log} 2>&1"
+
+    FINAL_TARGETS.append(f"results/{DATASET}/segments/table.md")

@@ -3,17 +3,21 @@
 Segment ``k`` of a video covers ``[k, k + 1)`` seconds on the time axis of
 :mod:`pipeline.decode`. Its frames are the decoder's output frames ``k * F .. k * F + F - 1``
 at ``F = frame_fps`` frames per second, shown at ``k + j / F`` (all inside the segment);
-its audio is samples ``[k * sr, (k + 1) * sr)``, turned into a log-mel spectrogram
-``log(mel power + 1e-10)`` with STFT frames wholly inside the segment (no centring), as in
-:mod:`pipeline.encoders.classic_audio`.
+its audio is samples ``[k * sr, (k + 1) * sr)``, turned into VGGish's log-mel spectrogram
+(AV-BT Sec. 4.1: 16 kHz, 64 mel bands, 96 x 64 per segment): magnitudes of periodic-Hann STFT
+frames wholly inside the segment (25 ms every 10 ms, no centring) on an HTK mel filter bank
+from 125 to 7500 Hz, ``log(mel + 0.01)``, the first 96 frames. (VGGish's own filter bank
+leaves out the DC bin; librosa's HTK bank used here gives it no weight below 125 Hz either.)
 
 Labels come from an AVE-style ``segments.csv`` (``video_id,segment,start_s,end_s,label,
-label_id``, background = label_id K) and each video's subset from ``annotations.json``.
-Every video is decoded once and the whole data set is written to one ``clips.npz`` that the
-pre-training and feature-extraction steps read.
+label_id``, background = label_id K) and each video's subset from ``annotations.json``; a
+video id of the annotations may name another file with ``source_video`` (AVE's rows: two rows
+can share one YouTube clip). Every video is decoded once, and the data set is written to one
+chunked Zarr store ``clips.zarr``, one chunk per frame, so the paper's 16 frames of 256 x 256
+per segment (31 MB per AVE clip) are read back frame by frame, never all into memory.
 
 CLI: ``python -m pipeline.segments.clips VIDEO... --segments results/demo/segments.csv
---annotations results/demo/annotations.json --num-classes 10 --out clips.npz``.
+--annotations results/demo/annotations.json --num-classes 10 --out clips.zarr``.
 """
 
 from __future__ import annotations
@@ -24,17 +28,20 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
+import zarr
 
 from pipeline.decode import iter_frames, read_audio
-from pipeline.encoders.classic_audio import EPS
 from pipeline.segments.settings import ClipSettings, add_arguments, from_arguments, from_dict
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,7 @@ class SegmentLabel:
     segment: int  # index k of the second [k, k + 1)
     label_id: int  # 0..K-1 an event class, K background
     subset: str  # train, validation or test
+    source_video: str  # stem of the video file the segment is cut from
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,9 @@ class SegmentClips:
     """Decoded inputs of every segment of a data set, in segments.csv order (N segments).
 
     Attributes:
-        frames: ``(N, F, H, W, 3)`` uint8 RGB frames of each segment.
-        frame_times: ``(N, F)`` float64 seconds at which each frame is shown.
-        log_mel: ``(N, n_mels, T_mel)`` float32 log-mel spectrogram of each segment.
+        frames: ``(N, F, H, W, 3)`` uint8 RGB frames of each segment (a Zarr array read on
+            demand, or an in-memory array).
+        log_mel: ``(N, mel_frames, n_mels)`` float32 log-mel spectrogram of each segment.
         video_ids: ``(N,)`` str.
         segments: ``(N,)`` int64 segment index within its video.
         label_ids: ``(N,)`` int64, ``num_classes`` for background.
@@ -69,8 +77,7 @@ class SegmentClips:
         settings: how the segments were cut.
     """
 
-    frames: np.ndarray
-    frame_times: np.ndarray
+    frames: Any
     log_mel: np.ndarray
     video_ids: np.ndarray
     segments: np.ndarray
@@ -82,6 +89,17 @@ class SegmentClips:
     def indices(self, subset: str) -> np.ndarray:
         """Row indices of the segments of one subset."""
         return np.flatnonzero(self.subsets == subset)
+
+    def videos(self, subset: str | None = None) -> list[np.ndarray]:
+        """The row indices of each video (segment order), in file order; one subset or all."""
+        rows = np.arange(len(self.video_ids)) if subset is None else self.indices(subset)
+        starts = np.flatnonzero(np.r_[True, self.video_ids[rows][1:] != self.video_ids[rows][:-1]])
+        return np.split(rows, starts[1:])
+
+    def frame_times(self, row: int) -> np.ndarray:
+        """Seconds at which the frames of segment row ``row`` are shown ``(F,)``."""
+        fps = self.settings.frame_fps
+        return self.segments[row] + np.arange(fps) / fps
 
 
 def read_segment_labels(
@@ -123,36 +141,38 @@ def read_segment_labels(
             expected = labels[-1].segment + 1 if continues else 0
             if int(segment) != expected:
                 raise ValueError(f"{where}: segment {segment} of {video_id}, expected {expected}")
-            subset = database[video_id]["subset"]
-            labels.append(SegmentLabel(video_id, int(segment), label_id, subset))
+            entry = database[video_id]
+            source = entry.get("source_video", video_id)
+            labels.append(SegmentLabel(video_id, int(segment), label_id, entry["subset"], source))
     if not labels:
         raise ValueError(f"{segments_csv} lists no segments")
     return labels
 
 
 def log_mel_spectrogram(waveforms: np.ndarray, settings: ClipSettings) -> np.ndarray:
-    """``(S, N)`` float32 waveforms -> ``(S, n_mels, T_mel)`` float32 ``log(mel + 1e-10)``.
-
-    Power spectrum of periodic-Hann STFT frames wholly inside each waveform (as
-    ``librosa.stft(center=False)``), projected on librosa's Slaney mel filter bank.
-    """
-    frames = np.lib.stride_tricks.sliding_window_view(waveforms, settings.n_fft, axis=-1)
-    frames = frames[:, :: settings.hop_length]  # (S, T_mel, n_fft), a strided view
-    window = np.hanning(settings.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
-    spectrum = np.fft.rfft(frames * window, axis=-1)  # (S, T_mel, n_fft // 2 + 1)
-    power = spectrum.real**2 + spectrum.imag**2  # (S, T_mel, K)
+    """``(S, N)`` float32 one-second waveforms -> ``(S, mel_frames, n_mels)`` float32 VGGish
+    log-mel spectrograms (see the module docstring)."""
+    frames = np.lib.stride_tricks.sliding_window_view(waveforms, settings.window_length, axis=-1)
+    frames = frames[:, :: settings.hop_length][:, : settings.mel_frames]  # (S, M, win)
+    window = np.hanning(settings.window_length + 1)[:-1].astype(np.float32)  # periodic Hann
+    magnitude = np.abs(np.fft.rfft(frames * window, n=settings.n_fft, axis=-1))  # (S, M, K)
     mel_basis = librosa.filters.mel(
-        sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels
+        sr=settings.sample_rate,
+        n_fft=settings.n_fft,
+        n_mels=settings.n_mels,
+        fmin=settings.fmin,
+        fmax=settings.fmax,
+        htk=True,
+        norm=None,
     )  # (n_mels, K)
-    log_mel = np.log(power @ mel_basis.T + EPS)  # (S, T_mel, n_mels)
-    return log_mel.transpose(0, 2, 1).astype(np.float32)  # (S, n_mels, T_mel)
+    return np.log(magnitude @ mel_basis.T + settings.log_offset).astype(np.float32)
 
 
 def decode_video_segments(
     path: str | Path, num_segments: int, settings: ClipSettings
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames ``(S, F, H, W, 3)`` uint8, their times ``(S, F)`` and log-mel
-    ``(S, n_mels, T_mel)`` of the first ``num_segments`` seconds of a video."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``(S, F, H, W, 3)`` uint8 and log-mel ``(S, mel_frames, n_mels)`` of the first
+    ``num_segments`` seconds of a video."""
     fps = settings.frame_fps
     size = (settings.frame_width, settings.frame_height)
     frames = []
@@ -162,91 +182,119 @@ def decode_video_segments(
             break
     if len(frames) < num_segments * fps:
         raise ValueError(
-            f"{path}: decoded {len(frames) / fps:.2f} s of video but segments.csv lists "
-            f"{num_segments} segments; regenerate segments.csv or the video"
+            f"{path}: decoded {len(frames) / fps:.2f} s of video but the labels list "
+            f"{num_segments} segments; regenerate the labels or the video"
         )
     frames_array = np.stack(frames).reshape(
         num_segments, fps, settings.frame_height, settings.frame_width, 3
     )  # (S, F, H, W, 3)
-    frame_times = np.arange(num_segments * fps, dtype=np.float64).reshape(num_segments, fps) / fps
     samples = read_audio(path, settings.sample_rate)
     segment_samples = settings.sample_rate
     if len(samples) < num_segments * segment_samples:
         raise ValueError(
-            f"{path}: {len(samples) / settings.sample_rate:.2f} s of audio but segments.csv "
-            f"lists {num_segments} segments; regenerate segments.csv or the video"
+            f"{path}: {len(samples) / settings.sample_rate:.2f} s of audio but the labels list "
+            f"{num_segments} segments; regenerate the labels or the video"
         )
     waveforms = samples[: num_segments * segment_samples].reshape(num_segments, segment_samples)
-    return frames_array, frame_times, log_mel_spectrogram(waveforms, settings)
+    return frames_array, log_mel_spectrogram(waveforms, settings)
 
 
-def build_segment_clips(
+def check_video_files(
+    videos: dict[str, str | Path], labels: Sequence[SegmentLabel], where: str
+) -> None:
+    """Every labelled video has a file: raise naming the first missing one otherwise."""
+    missing = sorted({label.source_video for label in labels} - set(videos))
+    if missing:
+        owner = next(label.video_id for label in labels if label.source_video == missing[0])
+        raise FileNotFoundError(
+            f"{where}: {len(missing)} labelled video(s) have no video file, e.g. {missing[0]} "
+            f"(sample {owner}); add the file or remove its rows"
+        )
+
+
+def write_segment_clips(
     videos: dict[str, str | Path],
     labels: Sequence[SegmentLabel],
     num_classes: int,
     settings: ClipSettings,
-) -> SegmentClips:
-    """Decode every video named in ``labels`` (video id -> file in ``videos``)."""
+    path: str | Path,
+) -> Path:
+    """Decode every video named in ``labels`` (file stem -> file in ``videos``) into the Zarr
+    store ``path``, one video at a time, atomically (temporary name, then rename)."""
+    check_video_files(videos, labels, "segment labels")
     order = list(dict.fromkeys(label.video_id for label in labels))
-    missing = [video_id for video_id in order if video_id not in videos]
-    if missing:
-        raise FileNotFoundError(
-            f"no video file given for {len(missing)} video(s) of segments.csv, e.g. {missing[0]}"
-        )
     counts = {video_id: 0 for video_id in order}
     for label in labels:
         counts[label.video_id] += 1
-    frames, frame_times, log_mel = [], [], []
-    for video_id in order:
-        video_frames, times, video_log_mel = decode_video_segments(
-            videos[video_id], counts[video_id], settings
-        )
-        frames.append(video_frames)
-        frame_times.append(times)
-        log_mel.append(video_log_mel)
-    return SegmentClips(
-        frames=np.concatenate(frames),
-        frame_times=np.concatenate(frame_times),
-        log_mel=np.concatenate(log_mel),
-        video_ids=np.array([label.video_id for label in labels]),
-        segments=np.array([label.segment for label in labels], dtype=np.int64),
-        label_ids=np.array([label.label_id for label in labels], dtype=np.int64),
-        subsets=np.array([label.subset for label in labels]),
-        num_classes=num_classes,
-        settings=settings,
-    )
-
-
-def save_clips(clips: SegmentClips, path: str | Path) -> Path:
-    """Write ``clips`` to an ``.npz`` atomically (temporary name, then rename)."""
+    source = {label.video_id: label.source_video for label in labels}
+    fps, height, width = settings.frame_fps, settings.frame_height, settings.frame_width
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
-    arrays = {
-        item.name: getattr(clips, item.name)
-        for item in dataclasses.fields(clips)
-        if isinstance(getattr(clips, item.name), np.ndarray)
-    }
-    np.savez(
-        partial,
-        **arrays,
-        num_classes=np.int64(clips.num_classes),
-        settings=np.array(json.dumps(dataclasses.asdict(clips.settings))),
-    )
-    partial.replace(path)
+    partial = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        group = zarr.open_group(partial, mode="w", zarr_format=3)
+        frames = group.create_array(
+            "frames",
+            shape=(len(labels), fps, height, width, 3),
+            chunks=(1, 1, height, width, 3),
+            dtype="uint8",
+        )
+        log_mel = np.zeros((len(labels), settings.mel_frames, settings.n_mels), np.float32)
+        row = 0
+        for video_id in order:
+            video_frames, video_log_mel = decode_video_segments(
+                videos[source[video_id]], counts[video_id], settings
+            )
+            frames[row : row + counts[video_id]] = video_frames
+            log_mel[row : row + counts[video_id]] = video_log_mel
+            row += counts[video_id]
+        group.create_array(
+            "log_mel", data=log_mel, chunks=(min(4096, len(labels)), *log_mel.shape[1:])
+        )
+        group.attrs.update(
+            {
+                "video_ids": [label.video_id for label in labels],
+                "segments": [label.segment for label in labels],
+                "label_ids": [label.label_id for label in labels],
+                "subsets": [label.subset for label in labels],
+                "num_classes": num_classes,
+                "settings": dataclasses.asdict(settings),
+            }
+        )
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
     return path
 
 
-def load_clips(path: str | Path) -> SegmentClips:
-    """Read a file written by :func:`save_clips`."""
+IN_MEMORY_BYTES = 2 * 1024**3  # frames up to this size are read into memory at once
+
+
+def load_clips(path: str | Path, max_in_memory_bytes: int = IN_MEMORY_BYTES) -> SegmentClips:
+    """Open a store written by :func:`write_segment_clips`: frames up to
+    ``max_in_memory_bytes`` (the CPU demo's) are read into memory, larger ones (the paper's
+    16 frames of 256 x 256 per second) stay on disk and are read frame by frame."""
     path = Path(path)
-    if not path.is_file():
+    if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"segment clips {path} do not exist; run pipeline.segments.clips")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
-    settings = from_dict(ClipSettings, json.loads(str(arrays.pop("settings"))))
-    num_classes = int(arrays.pop("num_classes"))
-    return SegmentClips(**arrays, num_classes=num_classes, settings=settings)
+    group = zarr.open_group(path, mode="r")
+    attrs = dict(group.attrs)
+    frames = group["frames"]
+    if frames.nbytes <= max_in_memory_bytes:
+        frames = np.asarray(frames[...])
+    return SegmentClips(
+        frames=frames,
+        log_mel=np.asarray(group["log_mel"][...]),
+        video_ids=np.array(attrs["video_ids"]),
+        segments=np.array(attrs["segments"], dtype=np.int64),
+        label_ids=np.array(attrs["label_ids"], dtype=np.int64),
+        subsets=np.array(attrs["subsets"]),
+        num_classes=int(attrs["num_classes"]),
+        settings=from_dict(ClipSettings, attrs["settings"]),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--segments", required=True, help="AVE-style segments.csv")
     parser.add_argument("--annotations", required=True, help="annotations.json (subsets)")
     parser.add_argument("--num-classes", type=int, required=True, help="K (background = K)")
-    parser.add_argument("--out", required=True, help="clips .npz to write")
+    parser.add_argument("--out", required=True, help="clips .zarr store to write")
     add_arguments(parser, ClipSettings)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -263,12 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     labels = read_segment_labels(args.segments, args.annotations, args.num_classes)
     videos = {Path(video).stem: video for video in args.videos}
-    clips = build_segment_clips(videos, labels, args.num_classes, settings)
-    save_clips(clips, args.out)
+    write_segment_clips(videos, labels, args.num_classes, settings, args.out)
     log.info(
         "%d segments of %d videos in %.1f s -> %s",
-        len(clips.label_ids),
-        len(set(clips.video_ids.tolist())),
+        len(labels),
+        len({label.video_id for label in labels}),
         time.perf_counter() - started,
         args.out,
     )

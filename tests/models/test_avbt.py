@@ -1,116 +1,165 @@
-"""Tests of models.avbt: the Barlow Twins loss by hand, encoder shapes and gradients, and
-shared versus separate projectors."""
+"""Tests of models.avbt: AV-BT Eq. (1)-(2) by hand, the per-video (time-axis) correlation,
+the CNN + Bi-LSTM encoders and the shared projector."""
 
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
 
-from models import count_parameters
-from models.avbt import AVBarlowTwins, ConvEncoder, Projector, barlow_twins_loss, build_encoder
+from models.avbt import (
+    AVBarlowTwins,
+    BackboneConfig,
+    Projector,
+    SegmentEncoder,
+    avbt_loss,
+    cross_correlation,
+)
+
+ZA = [[1.0, 0.0], [2.0, 1.0], [3.0, 5.0]]  # one video, T = 3 segments, d = 2
+ZV = [[2.0, 1.0], [0.0, 1.0], [1.0, 4.0]]
 
 
-def test_barlow_twins_loss_hand_computed_2x2() -> None:
-    # Columns of a: (3, 1) and (5, 3) -> standardised (1, -1) and (1, -1).
-    # Columns of v: (0, 2) and (2, 0) -> standardised (-1, 1) and (1, -1).
-    # C = a_n^T v_n / 2 = [[-1, 1], [-1, 1]]: on-diagonal (1 - -1)^2 + (1 - 1)^2 = 4,
-    # off-diagonal 1^2 + (-1)^2 = 2, so the loss is 4 + 2 * lambda.
-    audio = torch.tensor([[3.0, 5.0], [1.0, 3.0]])
-    visual = torch.tensor([[0.0, 2.0], [2.0, 0.0]])
-    assert barlow_twins_loss(audio, visual, 0.5, eps=0.0).item() == pytest.approx(5.0)
-    assert barlow_twins_loss(audio, visual, 0.0, eps=0.0).item() == pytest.approx(4.0)
-    # The default eps only shrinks the standardised values by 1 / sqrt(1 + 1e-5).
-    assert barlow_twins_loss(audio, visual, 0.5).item() == pytest.approx(5.0, abs=1e-3)
+def _pearson(x: list[float], y: list[float]) -> float:
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    cov = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    return cov / math.sqrt(sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y))
 
 
-def test_barlow_twins_loss_is_zero_for_identical_decorrelated_projections() -> None:
-    # Zero-mean, unit-variance, uncorrelated columns: C is the identity.
-    projection = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
-    assert barlow_twins_loss(projection, projection * 3 + 7, 0.1, eps=0.0).item() == 0.0
-    # Swapping the visual columns moves all correlation off the diagonal: 2 + lambda * 2.
-    swapped = projection[:, [1, 0]]
-    assert barlow_twins_loss(projection, swapped, 0.1, eps=0.0).item() == pytest.approx(2.2)
+def _column(rows: list[list[float]], index: int) -> list[float]:
+    return [row[index] for row in rows]
 
 
-def test_barlow_twins_loss_refuses_bad_batches() -> None:
-    with pytest.raises(ValueError, match="at least 2"):
-        barlow_twins_loss(torch.zeros(1, 4), torch.zeros(1, 4), 0.1)
+def _hand_correlation(za: list[list[float]], zv: list[list[float]]) -> list[list[float]]:
+    """Eq. (1) after the time normalisation: Pearson correlation of columns i and j."""
+    return [[_pearson(_column(za, i), _column(zv, j)) for j in range(2)] for i in range(2)]
+
+
+def test_eq1_and_eq2_by_hand() -> None:
+    c = _hand_correlation(ZA, ZV)
+    lam = 5e-3
+    expected = (1 - c[0][0]) ** 2 + (1 - c[1][1]) ** 2 + lam * (c[0][1] ** 2 + c[1][0] ** 2)
+    za, zv = torch.tensor([ZA]), torch.tensor([ZV])
+    assert torch.allclose(cross_correlation(za, zv), torch.tensor(c), atol=1e-6)
+    assert avbt_loss(za, zv, lam).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_correlation_is_per_video_then_averaged() -> None:
+    other_a = [[0.0, 1.0], [1.0, -1.0], [4.0, 0.5]]
+    other_v = [[1.0, 0.0], [3.0, 2.0], [0.0, 1.0]]
+    first, second = _hand_correlation(ZA, ZV), _hand_correlation(other_a, other_v)
+    expected = [[(first[i][j] + second[i][j]) / 2 for j in range(2)] for i in range(2)]
+    za, zv = torch.tensor([ZA, other_a]), torch.tensor([ZV, other_v])
+    assert torch.allclose(cross_correlation(za, zv), torch.tensor(expected), atol=1e-6)
+    # Not Barlow Twins' correlation over the 6 pooled segments.
+    pooled = _hand_correlation(ZA + other_a, ZV + other_v)
+    assert not torch.allclose(cross_correlation(za, zv), torch.tensor(pooled), atol=1e-2)
+
+
+def test_identical_decorrelated_projections_give_zero_loss() -> None:
+    z = torch.tensor([[[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]]])  # centred, orthogonal
+    assert avbt_loss(z, z, 5e-3).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_padding_is_ignored_and_short_videos_refused() -> None:
+    za = torch.tensor([[*ZA, [9.0, 9.0]]])
+    zv = torch.tensor([[*ZV, [-7.0, 3.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    expected = cross_correlation(torch.tensor([ZA]), torch.tensor([ZV]))
+    assert torch.allclose(cross_correlation(za, zv, mask), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 segments"):
+        cross_correlation(za, zv, torch.tensor([[True, False, False, False]]))
     with pytest.raises(ValueError, match="one shape"):
-        barlow_twins_loss(torch.zeros(4, 4), torch.zeros(4, 3), 0.1)
+        cross_correlation(torch.zeros(1, 3, 2), torch.zeros(1, 3, 4))
 
 
-def test_encoders_shapes_and_gradients() -> None:
+def _small_model(**kwargs) -> AVBarlowTwins:
+    conv = BackboneConfig(name="conv", conv_width=4, conv_depth=2, conv_dim=8)
+    options = {
+        "audio_backbone": conv,
+        "visual_backbone": conv,
+        "feature_dim": 6,
+        "projector_dims": (10, 10, 12),
+    }
+    return AVBarlowTwins(**(options | kwargs))
+
+
+def test_model_shapes_gradients_and_padding() -> None:
     torch.manual_seed(0)
-    audio_encoder = build_encoder(1, backbone="conv", embedding_dim=12, width=4, depth=3)
-    visual_encoder = build_encoder(3, backbone="conv", embedding_dim=12, width=4, depth=2)
-    log_mel = torch.randn(3, 1, 40, 61)
-    frames = torch.rand(3, 3, 48, 64)
-    audio, visual = audio_encoder(log_mel), visual_encoder(frames)
-    assert audio.shape == (3, 12) and visual.shape == (3, 12)
-    (audio.square().sum() + visual.square().sum()).backward()
-    for encoder in (audio_encoder, visual_encoder):
-        for name, parameter in encoder.named_parameters():
-            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    # Global pooling: another input size gives the same embedding width.
-    assert audio_encoder(torch.randn(2, 1, 20, 30)).shape == (2, 12)
+    model = _small_model()
+    log_mel, frames = torch.randn(2, 5, 1, 96, 64), torch.rand(2, 5, 3, 32, 32)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    out = model(log_mel, frames, mask)
+    assert out.audio_features.shape == (2, 5, 6) and out.visual_projection.shape == (2, 5, 12)
+    assert torch.all(out.audio_features[1, 3:] == 0) and torch.all(out.audio_projection[1, 3:] == 0)
+    avbt_loss(out.audio_projection, out.visual_projection, 5e-3, mask).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+    # The Bi-LSTM gives context: changing segment 0 changes the features of segment 2.
+    model.eval()
+    changed = frames.clone()
+    changed[0, 0] = torch.rand(3, 32, 32)
+    with torch.no_grad():
+        before = model.visual_encoder(frames, mask)[0, 2]
+        after = model.visual_encoder(changed, mask)[0, 2]
+    assert not torch.allclose(before, after)
 
 
-def test_conv_encoder_width_and_depth_set_the_size() -> None:
-    small = ConvEncoder(3, 8, width=4, depth=2, pooling="avg")
-    # input BN 2*3; block 1: 3*4*9 conv + 2*4 BN; block 2: 4*8*9 + 2*8; linear 8*8 + 8
-    assert count_parameters(small) == 6 + (108 + 8) + (288 + 16) + 72
-    # avg and max pooled features concatenated: the linear layer sees 2 * 8 inputs.
-    both = ConvEncoder(3, 8, width=4, depth=2, pooling="avgmax")
-    assert count_parameters(both) == count_parameters(small) + 8 * 8
-    assert count_parameters(ConvEncoder(3, 8, width=4, depth=3)) > count_parameters(both)
-    with pytest.raises(ValueError, match="valid poolings"):
-        ConvEncoder(3, 8, pooling="median")
-    with pytest.raises(ValueError, match="depth"):
-        ConvEncoder(3, 8, width=4, depth=0)
-
-
-def test_resnet18_backbone_option() -> None:
-    encoder = build_encoder(1, backbone="resnet18", embedding_dim=10)
-    assert encoder(torch.randn(2, 1, 40, 61)).shape == (2, 10)
-    with pytest.raises(ValueError, match="valid backbones"):
-        build_encoder(1, backbone="vgg", embedding_dim=10)
-
-
-def test_projector_layers() -> None:
-    projector = Projector(6, (16, 5))
-    assert projector(torch.randn(4, 6)).shape == (4, 5)
-    # Linear(6, 16) without bias, BN(16), ReLU, Linear(16, 5) with bias.
-    assert count_parameters(projector) == 6 * 16 + 2 * 16 + 16 * 5 + 5
+def test_bilstm_ignores_padded_segments() -> None:
+    torch.manual_seed(0)
+    encoder = SegmentEncoder(torch.nn.Flatten(), 4, 6).eval()
+    segments = torch.randn(1, 3, 4, 1, 1)
+    padded = torch.cat([segments, torch.randn(1, 2, 4, 1, 1)], dim=1)
+    mask = torch.tensor([[True, True, True, False, False]])
+    assert torch.allclose(encoder(padded, mask)[:, :3], encoder(segments), atol=1e-6)
 
 
 def test_shared_and_separate_projectors() -> None:
-    options = {"embedding_dim": 8, "projector_dims": (16, 6), "width": 4, "depth": 1}
-    shared = AVBarlowTwins(shared_projector=True, **options)
-    separate = AVBarlowTwins(shared_projector=False, **options)
+    shared = _small_model()
+    separate = _small_model(shared_projector=False)
     assert shared.audio_projector is shared.visual_projector
     assert separate.audio_projector is not separate.visual_projector
-    projector_size = count_parameters(shared.audio_projector)
-    assert count_parameters(separate) == count_parameters(shared) + projector_size
+    extra = sum(p.numel() for p in separate.visual_projector.parameters())
+    assert sum(p.numel() for p in separate.parameters()) == (
+        sum(p.numel() for p in shared.parameters()) + extra
+    )
 
-    log_mel, frames = torch.randn(4, 1, 10, 12), torch.rand(4, 3, 12, 16)
-    for model, audio_projector_gets_grad in ((shared, True), (separate, False)):
-        _, visual = model(log_mel, frames)
-        visual.sum().backward()  # the visual branch only
-        grad = model.audio_projector.layers[0].weight.grad
-        assert (grad is not None and grad.abs().sum() > 0) == audio_projector_gets_grad
+
+def test_projector_has_three_linear_layers_of_the_given_widths() -> None:
+    projector = Projector(6, (2048, 4096, 4096))
+    linears = [m for m in projector.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (6, 2048), (2048, 4096), (4096, 4096),
+    ]  # fmt: skip
+
+
+def test_temporal_none_has_no_context() -> None:
+    torch.manual_seed(0)
+    encoder = SegmentEncoder(torch.nn.Flatten(), 4, 6, temporal="none")
+    segments = torch.randn(1, 3, 4, 1, 1)
+    changed = segments.clone()
+    changed[0, 0] = 5.0
+    assert torch.equal(encoder(segments)[0, 2], encoder(changed)[0, 2])
 
 
 def test_state_dict_round_trip_with_weights_only() -> None:
-    torch.manual_seed(1)
-    model = AVBarlowTwins(embedding_dim=8, projector_dims=(8,), width=4, depth=2).eval()
+    model = _small_model()
     buffer = io.BytesIO()
-    torch.save({"state_dict": model.state_dict(), "epochs": 3}, buffer)
+    torch.save(model.state_dict(), buffer)
     buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=True)
-    copy = AVBarlowTwins(embedding_dim=8, projector_dims=(8,), width=4, depth=2).eval()
-    copy.load_state_dict(loaded["state_dict"])
-    log_mel, frames = torch.randn(2, 1, 10, 12), torch.rand(2, 3, 12, 16)
-    for expected, actual in zip(model(log_mel, frames), copy(log_mel, frames), strict=True):
-        assert torch.equal(expected, actual)
+    clone = _small_model()
+    clone.load_state_dict(torch.load(buffer, weights_only=True))
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, clone.state_dict()[name]), name
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="backbone"):
+        _small_model(audio_backbone=BackboneConfig(name="vgg99"))
+    with pytest.raises(ValueError, match="temporal"):
+        SegmentEncoder(torch.nn.Flatten(), 4, 6, temporal="gru")
+    with pytest.raises(ValueError, match="even"):
+        SegmentEncoder(torch.nn.Flatten(), 4, 5)

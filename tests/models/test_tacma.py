@@ -1,5 +1,4 @@
-"""Tests of models.tacma: theta = 0 is plain cross-modal attention, theta > 0 down-weights
-far and dissimilar pairs exactly as documented, and the decision-level sum."""
+"""Tests of models.tacma against AV-BT/TACMA Eq. (3)-(9), computed by hand in plain Python."""
 
 from __future__ import annotations
 
@@ -10,141 +9,233 @@ import torch
 import torch.nn.functional as F
 
 from models.tacma import (
-    TACMASegmentClassifier,
-    TemporallyAdaptiveCrossModalAttention,
-    UnimodalSegmentClassifier,
+    TACMA,
+    SegmentClassifier,
     masked_segment_cross_entropy,
-    temporal_log_weights,
+    temporal_weights,
 )
 
-
-def _identity_attention(theta: float) -> TemporallyAdaptiveCrossModalAttention:
-    """Width-2 TACMA whose query, key, value and output projections are the identity."""
-    attention = TemporallyAdaptiveCrossModalAttention(2, 2, 2, theta)
-    with torch.no_grad():
-        for layer in (attention.query, attention.key, attention.value, attention.output):
-            layer.weight.copy_(torch.eye(2))
-            layer.bias.zero_()
-    return attention
+AUDIO = [[1.0, 0.0, 0.5], [0.5, 1.0, -0.5], [0.0, 2.0, 1.0]]  # f_a (T = 3, d_l = 3)
+VISUAL = [[2.0, 0.0, 0.0], [1.0, 1.0, 1.5], [-1.0, 0.5, 0.0]]  # f_v, unlike f_a
 
 
-def test_theta_zero_is_standard_cross_modal_attention() -> None:
-    torch.manual_seed(0)
-    attention = TemporallyAdaptiveCrossModalAttention(6, 5, 8, theta=0.0)
-    audio, visual = torch.randn(3, 7, 6), torch.randn(3, 7, 5)
-    mask = torch.ones(3, 7, dtype=torch.bool)
-    mask[1, 5:] = False
-    mask[2, 2:] = False
-    # Plain scaled dot-product attention with the same projections.
-    plain = attention.output(
-        F.scaled_dot_product_attention(
-            attention.query(audio),
-            attention.key(visual),
-            attention.value(visual),
-            attn_mask=mask[:, None, :],
-        )
+def _identity_tacma(theta: float, eq6_reading: str = "cross") -> TACMA:
+    """d_l = d_h = d_e = 3 with every projection the identity and no biases."""
+    tacma = TACMA(
+        feature_dim=3, attention_dim=3, output_dim=3, theta=theta, eq6_reading=eq6_reading
     )
-    assert torch.allclose(attention(audio, visual, mask), plain, atol=1e-6)
-    # The same weights with theta > 0 give another result.
-    adaptive = TemporallyAdaptiveCrossModalAttention(6, 5, 8, theta=1.0)
-    adaptive.load_state_dict(attention.state_dict())
-    assert not torch.allclose(adaptive(audio, visual, mask), plain, atol=1e-3)
-
-
-def test_temporal_log_weights_by_hand() -> None:
-    queries = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (1, 2, 2)
-    keys = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]])  # (1, 3, 2)
-    # cos(q_0, k) = (1, 1/sqrt2, 0); cos(q_1, k) = (0, 1/sqrt2, 1); |i - j| rows (0 1 2), (1 0 1)
-    # log w = -theta * |i - j| * (1 - cos), theta = 0.5:
-    expected = torch.tensor(
-        [
-            [-0.5 * 0 * 0, -0.5 * 1 * (1 - 1 / math.sqrt(2)), -0.5 * 2 * 1],
-            [-0.5 * 1 * 1, -0.5 * 0 * (1 - 1 / math.sqrt(2)), -0.5 * 1 * 0],
-        ]
-    )[None]  # (1, 2, 3)
-    assert torch.allclose(temporal_log_weights(queries, keys, 0.5), expected, atol=1e-6)
-
-
-def test_far_dissimilar_pairs_are_down_weighted_by_hand() -> None:
-    theta = math.log(2.0)  # w = exp(-theta * |i - j| * (1 - cos)) = 2 ** -(|i - j| * (1 - cos))
-    query = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])  # (1, 3, 2)
-    # Key 0 equals the query; keys 1 and 2 are orthogonal to it (cos = 0), at distance 1, 2.
-    keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
-    plain = _identity_attention(0.0).attention_map(query, keys)[0, 0]
-    adaptive = _identity_attention(theta).attention_map(query, keys)[0, 0]
-    score = math.exp(1 / math.sqrt(2))  # exp(q . k_0 / sqrt(d)); the other scores are 0
-    assert torch.allclose(plain, torch.tensor([score, 1.0, 1.0]) / (score + 2.0))
-    # Weights 1, 1/2, 1/4 multiply the plain map, then rows are renormalised.
-    expected = torch.tensor([score, 0.5, 0.25]) / (score + 0.75)
-    assert torch.allclose(adaptive, expected, atol=1e-6)
-    assert adaptive[2] < adaptive[1] < plain[1]  # the farther dissimilar key loses most
-    assert adaptive[0] > plain[0]  # the similar key gains the freed weight
-    # A similar key is not penalised however far it is: only the dissimilar near key is.
-    keys_far_similar = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]])
-    row = _identity_attention(theta).attention_map(query, keys_far_similar)[0, 0]
-    expected = torch.tensor([1.0, 0.5, score]) / (1.5 + score)  # weights 1, 1/2, 1
-    assert torch.allclose(row, expected, atol=1e-6)
-
-
-def test_padded_keys_get_no_attention() -> None:
-    torch.manual_seed(1)
-    attention = TemporallyAdaptiveCrossModalAttention(4, 4, 4, theta=0.7)
-    mask = torch.tensor([[True, True, True, False, False]])
-    weights = attention.attention_map(torch.randn(1, 5, 4), torch.randn(1, 5, 4), mask)
-    assert torch.all(weights[..., 3:] == 0)
-    assert torch.allclose(weights.sum(dim=-1), torch.ones(1, 5))
-    with pytest.raises(ValueError, match="theta"):
-        TemporallyAdaptiveCrossModalAttention(4, 4, 4, theta=-1.0)
-
-
-def test_classifier_sums_the_two_streams_decisions() -> None:
-    torch.manual_seed(2)
-    classifier = TACMASegmentClassifier(
-        audio_dim=5, visual_dim=3, model_dim=8, num_outputs=3, theta=0.5
-    ).eval()
-    audio, visual = torch.randn(2, 4, 5), torch.randn(2, 4, 3)
-    logits = classifier(audio, visual, torch.ones(2, 4, dtype=torch.bool))
-    assert logits.fused.shape == (2, 4, 3)
-    assert torch.equal(logits.fused, logits.audio_stream + logits.visual_stream)
-    # Heads reduced to biases: audio votes class 0, visual class 1, but their sum picks 2.
     with torch.no_grad():
-        for head, bias in (
-            (classifier.audio_head, [2.0, 0.0, 1.5]),
-            (classifier.visual_head, [0.0, 2.0, 1.5]),
+        for layer in (
+            tacma.audio_query_key,
+            tacma.visual_query_key,
+            tacma.audio_value,
+            tacma.visual_value,
+            tacma.audio_output,
+            tacma.visual_output,
         ):
-            head.weight.zero_()
-            head.bias.copy_(torch.tensor(bias))
-    logits = classifier(audio, visual)
-    assert torch.all(logits.audio_stream.argmax(-1) == 0)
-    assert torch.all(logits.visual_stream.argmax(-1) == 1)
-    assert torch.all(logits.fused.argmax(-1) == 2)
-    assert torch.allclose(logits.fused[0, 0], torch.tensor([2.0, 2.0, 3.0]))
+            layer.weight.copy_(torch.eye(3))
+            layer.bias.zero_()
+    return tacma
 
 
-def test_classifier_trains_end_to_end() -> None:
-    torch.manual_seed(3)
-    classifier = TACMASegmentClassifier(
-        audio_dim=4, visual_dim=4, model_dim=8, num_outputs=3, theta=0.5
+def _softmax(row: list[float]) -> list[float]:
+    exps = [math.exp(value) for value in row]
+    return [value / sum(exps) for value in exps]
+
+
+def _hand_maps(theta: float) -> tuple[list[list[float]], list[list[float]]]:
+    """W_av and W_va of Eq. (3)-(5) for AUDIO, VISUAL with identity projections."""
+    dot = [
+        [sum(a * v for a, v in zip(AUDIO[i], VISUAL[j], strict=True)) for j in range(3)]
+        for i in range(3)
+    ]
+    scores_av = [[max(0.0, dot[i][j] / math.sqrt(3)) for j in range(3)] for i in range(3)]
+    scores_va = [[scores_av[j][i] for j in range(3)] for i in range(3)]  # M_va = M_av^T
+    maps = []
+    for scores in (scores_av, scores_va):
+        softmaxed = [_softmax(row) for row in scores]
+        maps.append(
+            [
+                [
+                    math.exp(-theta * abs(i - j) / softmaxed[i][j]) * softmaxed[i][j]
+                    for j in range(3)
+                ]
+                for i in range(3)
+            ]
+        )
+    return maps[0], maps[1]
+
+
+def _layer_norm(row: list[float]) -> list[float]:
+    mean = sum(row) / len(row)
+    variance = sum((value - mean) ** 2 for value in row) / len(row)
+    return [(value - mean) / math.sqrt(variance + 1e-5) for value in row]
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([AUDIO]), torch.tensor([VISUAL])
+
+
+def test_eq3_to_eq5_by_hand() -> None:
+    theta = 0.5
+    expected_av, expected_va = _hand_maps(theta)
+    output = _identity_tacma(theta)(*_inputs())
+    assert torch.allclose(output.weighted_av[0], torch.tensor(expected_av), atol=1e-6)
+    assert torch.allclose(output.weighted_va[0], torch.tensor(expected_va), atol=1e-6)
+    # No renormalisation (Eq. (5)): rows lose mass wherever |i - j| > 0 carries attention.
+    row_sums = output.weighted_av[0].sum(dim=1)
+    assert torch.all(row_sums < 1.0)
+    assert torch.allclose(row_sums, torch.tensor([sum(row) for row in expected_av]), atol=1e-6)
+
+
+@pytest.mark.parametrize("reading", ["cross", "literal"])
+def test_eq6_and_eq7_by_hand(reading: str) -> None:
+    theta = 0.5
+    weighted_av, weighted_va = _hand_maps(theta)
+
+    def attend(weights: list[list[float]], values: list[list[float]]) -> list[list[float]]:
+        return [
+            [sum(weights[i][j] * values[j][k] for j in range(3)) for k in range(3)]
+            for i in range(3)
+        ]
+
+    def add(first: list[list[float]], second: list[list[float]]) -> list[list[float]]:
+        pairs = zip(first, second, strict=True)
+        return [[a + b for a, b in zip(r1, r2, strict=True)] for r1, r2 in pairs]
+
+    if reading == "cross":  # visual queries gather audio values, keep the visual residual
+        visual_fused = add(attend(weighted_va, AUDIO), VISUAL)
+        audio_fused = add(attend(weighted_av, VISUAL), AUDIO)
+    else:  # Eq. (6) as printed
+        visual_fused = add(attend(weighted_va, VISUAL), AUDIO)
+        audio_fused = add(attend(weighted_av, AUDIO), VISUAL)
+    output = _identity_tacma(theta, reading)(*_inputs())
+    expected_visual = torch.tensor([_layer_norm(row) for row in visual_fused])
+    expected_audio = torch.tensor([_layer_norm(row) for row in audio_fused])
+    assert torch.allclose(output.visual_from_audio[0], expected_visual, atol=1e-5)
+    assert torch.allclose(output.audio_from_visual[0], expected_audio, atol=1e-5)
+
+
+def test_the_two_eq6_readings_differ() -> None:
+    cross = _identity_tacma(0.5, "cross")(*_inputs())
+    literal = _identity_tacma(0.5, "literal")(*_inputs())
+    assert not torch.allclose(cross.visual_from_audio, literal.visual_from_audio, atol=1e-3)
+
+
+def test_theta_zero_removes_only_the_weighting() -> None:
+    torch.manual_seed(0)
+    audio, visual = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    tacma = TACMA(feature_dim=8, attention_dim=4, output_dim=6, theta=0.0)
+    output = tacma(audio, visual)
+    # The same module with Eq. (4)-(5) deleted: ReLU, row softmax, shared projections, Eq. (6)-(7).
+    scores = tacma.audio_query_key(audio) @ tacma.visual_query_key(visual).transpose(1, 2)
+    scores = F.relu(scores / math.sqrt(8))
+    attention_av, attention_va = scores.softmax(-1), scores.transpose(1, 2).softmax(-1)
+    visual_fused = attention_va @ tacma.audio_value(audio) + visual
+    audio_fused = attention_av @ tacma.visual_value(visual) + audio
+    assert torch.allclose(
+        output.visual_from_audio, tacma.visual_norm(tacma.visual_output(visual_fused)), atol=1e-6
     )
-    audio, visual = torch.randn(2, 6, 4), torch.randn(2, 6, 4)
-    labels, mask = torch.randint(0, 3, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
-    mask[1, 4:] = False
-    loss = masked_segment_cross_entropy(classifier(audio, visual, mask).fused, labels, mask)
-    loss.backward()
-    for name, parameter in classifier.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    with pytest.raises(ValueError, match="segment per second"):
-        classifier(audio, visual[:, :5])
+    assert torch.allclose(
+        output.audio_from_visual, tacma.audio_norm(tacma.audio_output(audio_fused)), atol=1e-6
+    )
+    # ... and theta > 0 with the same weights changes the result.
+    weighted = TACMA(feature_dim=8, attention_dim=4, output_dim=6, theta=0.03)
+    weighted.load_state_dict(tacma.state_dict())
+    assert not torch.allclose(weighted(audio, visual).visual_from_audio, output.visual_from_audio)
 
 
-def test_unimodal_classifier_is_per_segment() -> None:
-    torch.manual_seed(4)
-    classifier = UnimodalSegmentClassifier(input_dim=4, model_dim=8, num_outputs=3).eval()
-    features = torch.randn(1, 5, 4)
-    changed = features.clone()
-    changed[0, 2] += 10.0
-    before, after = classifier(features), classifier(changed)
-    assert before.shape == (1, 5, 3)
-    keep = [0, 1, 3, 4]
-    assert torch.equal(before[0, keep], after[0, keep])
-    assert not torch.equal(before[0, 2], after[0, 2])
+def test_temporal_weights_diagonal_and_tiny_scores() -> None:
+    attention = torch.tensor([[[0.5, 1e-12, 0.0], [0.3, 0.4, 0.3], [0.0, 0.0, 1.0]]])
+    weights = temporal_weights(attention, theta=0.03)
+    assert torch.all(torch.diagonal(weights[0]) == 1.0)  # |i - j| = 0, whatever M_ii is
+    assert weights[0, 0, 1] == 0.0 and weights[0, 0, 2] == 0.0  # tiny and zero entries vanish
+    assert weights[0, 1, 0] == pytest.approx(math.exp(-0.03 / 0.3))
+    assert weights[0, 1, 2] == pytest.approx(math.exp(-0.03 / 0.3))
+
+
+def test_gradients_are_finite_with_extreme_scores() -> None:
+    torch.manual_seed(0)
+    tacma = TACMA(feature_dim=4, attention_dim=4, output_dim=4, theta=0.03)
+    audio = (torch.randn(2, 6, 4) * 50).requires_grad_()
+    visual = (torch.randn(2, 6, 4) * 50).requires_grad_()
+    output = tacma(audio, visual)
+    (output.visual_from_audio.sum() + output.audio_from_visual.pow(2).sum()).backward()
+    for parameter in tacma.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+    assert torch.isfinite(audio.grad).all() and torch.isfinite(visual.grad).all()
+
+
+def test_padded_segments_do_not_change_real_ones() -> None:
+    torch.manual_seed(0)
+    tacma = TACMA(feature_dim=4, attention_dim=4, output_dim=4, theta=0.03).eval()
+    audio, visual = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
+    padded_audio = torch.cat([audio, torch.randn(1, 2, 4) * 10], dim=1)
+    padded_visual = torch.cat([visual, torch.randn(1, 2, 4) * 10], dim=1)
+    mask = torch.tensor([[True, True, True, False, False]])
+    short = tacma(audio, visual)
+    long = tacma(padded_audio, padded_visual, mask)
+    assert torch.allclose(long.visual_from_audio[:, :3], short.visual_from_audio, atol=1e-5)
+    assert torch.allclose(long.audio_from_visual[:, :3], short.audio_from_visual, atol=1e-5)
+    assert torch.all(long.weighted_av[0, :, 3:] == 0) and torch.all(long.weighted_va[0, 3:] == 0)
+
+
+@pytest.mark.parametrize("kind", ["audio", "visual", "sum", "tacma"])
+def test_classifier_kinds_shapes_and_gradients(kind: str) -> None:
+    torch.manual_seed(0)
+    model = SegmentClassifier(
+        kind=kind, audio_dim=6, visual_dim=6, num_outputs=4, hidden_dim=8, attention_dim=5,
+        output_dim=7,
+    )  # fmt: skip
+    audio, visual = torch.randn(2, 10, 6), torch.randn(2, 10, 6)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    logits = model(audio, visual, mask)
+    assert logits.shape == (2, 10, 4)
+    labels = torch.randint(0, 4, (2, 10))
+    masked_segment_cross_entropy(logits, labels, mask).backward()
+    assert all(p.grad is not None for p in model.mlp.parameters())
+    if kind == "tacma":
+        assert model.tacma.audio_query_key.weight.grad.abs().sum() > 0
+
+
+def test_unimodal_classifiers_read_only_their_modality() -> None:
+    torch.manual_seed(0)
+    audio, visual = torch.randn(1, 4, 3), torch.randn(1, 4, 3)
+    for kind, changed in (("audio", "visual"), ("visual", "audio")):
+        model = SegmentClassifier(kind=kind, audio_dim=3, visual_dim=3, num_outputs=2)
+        other = {"audio": audio, "visual": visual, changed: torch.randn(1, 4, 3)}
+        assert torch.equal(model(audio, visual), model(other["audio"], other["visual"]))
+
+
+def test_sum_is_the_mlp_of_the_summed_features() -> None:
+    torch.manual_seed(0)
+    model = SegmentClassifier(kind="sum", audio_dim=3, visual_dim=3, num_outputs=2)
+    audio, visual = torch.randn(1, 4, 3), torch.randn(1, 4, 3)
+    assert torch.allclose(model(audio, visual), model.mlp(audio + visual))
+
+
+def test_widths_must_agree_unless_projected() -> None:
+    with pytest.raises(ValueError, match="input_projection_dim"):
+        SegmentClassifier(kind="tacma", audio_dim=128, visual_dim=512, num_outputs=29)
+    model = SegmentClassifier(
+        kind="tacma", audio_dim=128, visual_dim=512, num_outputs=29, input_projection_dim=16
+    )
+    assert model(torch.randn(1, 10, 128), torch.randn(1, 10, 512)).shape == (1, 10, 29)
+
+
+def test_cross_entropy_ignores_padding() -> None:
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 5.0]]])
+    labels = torch.tensor([[0, 0]])
+    mask = torch.tensor([[True, False]])
+    expected = -math.log(math.exp(2) / (math.exp(2) + 1))
+    assert masked_segment_cross_entropy(logits, labels, mask).item() == pytest.approx(expected)
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="theta"):
+        TACMA(feature_dim=2, attention_dim=2, output_dim=2, theta=-1.0)
+    with pytest.raises(ValueError, match="eq6_reading"):
+        TACMA(feature_dim=2, attention_dim=2, output_dim=2, theta=0.1, eq6_reading="other")
+    with pytest.raises(ValueError, match="kind"):
+        SegmentClassifier(kind="lstm", audio_dim=2, visual_dim=2, num_outputs=2)

@@ -126,7 +126,7 @@ def test_segment_settings_merge_shared_and_run_overrides():
     config = validate_config(
         {
             "segments": {
-                "pretrain": {"epochs": 4},
+                "pretrain": {"epochs": 4, "warmup_epochs": 1},
                 "classifier": {"theta": 0.5, "epochs": 10},
                 "pretrainings": {"avbt": {}, "separate": {"shared_projector": False}},
                 "runs": {
@@ -140,9 +140,10 @@ def test_segment_settings_merge_shared_and_run_overrides():
             }
         }
     )
-    assert segment_settings(config, "pretraining", "avbt") == {"epochs": 4}
+    assert segment_settings(config, "pretraining", "avbt") == {"epochs": 4, "warmup_epochs": 1}
     assert segment_settings(config, "pretraining", "separate") == {
         "epochs": 4,
+        "warmup_epochs": 1,
         "shared_projector": False,
     }
     assert segment_settings(config, "run", "tacma") == {"theta": 0.5, "epochs": 10}
@@ -157,5 +158,10 @@ def test_optional_tasks_run_only_where_their_labels_exist():
     assert task_enabled(synth, "segments") and not task_enabled(synth, "spatial")
     imported = validate_config({"dataset": {"source": "import"}})
     assert not task_enabled(imported, "segments") and not task_enabled(imported, "spatial")
+    ave = validate_config({"dataset": {"source": "import", "import": {"format": "ave"}}})
+    assert task_enabled(ave, "segments") and not task_enabled(ave, "spatial")
+    raw = validate_config({"dataset": {"source": "videos", "segment_labels": "AVE_Dataset"}})
+    assert task_enabled(raw, "segments")
+    assert not task_enabled(validate_config({"dataset": {"source": "videos"}}), "segments")
     off = validate_config({"extraction": {"visual_grid": True}, "spatial": {"enabled": False}})
     assert not task_enabled(off, "spatial")

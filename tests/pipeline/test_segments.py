@@ -41,17 +41,35 @@ from pipeline.synth import generate
 from tests import media
 
 TINY_PRETRAIN = PretrainSettings(
-    width=4, depth=2, embedding_dim=8, projector_dims=(16, 16), epochs=1, batch_size=4
+    audio_backbone="conv",
+    visual_backbone="conv",
+    conv_width=4,
+    conv_depth=2,
+    conv_dim=8,
+    feature_dim=8,
+    projector_dims=(16, 16),
+    crop_size=16,
+    blur_kernel_size=3,
+    optimizer="adamw",
+    epochs=1,
+    warmup_epochs=0,
+    batch_size=2,
 )
+TINY_PRETRAIN_FLAGS = [
+    "--audio-backbone", "conv", "--visual-backbone", "conv", "--conv-width", "4",
+    "--conv-depth", "2", "--conv-dim", "8", "--feature-dim", "8", "--projector-dims", "16",
+    "--crop-size", "16", "--blur-kernel-size", "3", "--optimizer", "adamw", "--epochs", "1",
+    "--warmup-epochs", "0", "--batch-size", "2",
+]  # fmt: skip
 
 
 def test_segment_frames_lie_inside_their_segment(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     media.make_video(video, duration_s=3.0, fps=10, size=(64, 48), tone_hz=440.0)
     settings = ClipSettings(frame_fps=5, frame_width=32, frame_height=24, n_mels=32)
-    frames, times, log_mel = decode_video_segments(video, 3, settings)
+    frames, log_mel = decode_video_segments(video, 3, settings)
     assert frames.shape == (3, 5, 24, 32, 3) and frames.dtype == np.uint8
-    assert times.shape == (3, 5)
+    times = np.stack([k + np.arange(5) / 5 for k in range(3)])  # SegmentClips.frame_times
     segment_index = np.arange(3)[:, None]
     assert np.all((times >= segment_index) & (times < segment_index + 1))
     assert np.allclose(times[1], [1.0, 1.2, 1.4, 1.6, 1.8])
@@ -60,12 +78,12 @@ def test_segment_frames_lie_inside_their_segment(tmp_path: Path) -> None:
         for slot in range(5):
             expected = round(times[segment, slot] * 10) % media.INDEX_PERIOD
             assert media.frame_index(frames[segment, slot]) == expected
-    # Log-mel of one second: STFT frames wholly inside it, loudest band around the tone.
-    assert log_mel.shape == (3, 32, 1 + (16000 - 512) // 256)
-    centres = librosa.mel_frequencies(n_mels=34, fmax=8000)[1:-1]
-    loudest = centres[log_mel.mean(axis=(0, 2)).argmax()]
-    assert 300 < loudest < 600
-    with pytest.raises(ValueError, match=r"segments\.csv lists 4 segments"):
+    # VGGish log-mel of one second: 96 frames x 32 bands, loudest band around the 440 Hz tone.
+    assert log_mel.shape == (3, 96, 32)
+    centres = librosa.mel_frequencies(n_mels=34, fmin=125.0, fmax=7500.0, htk=True)[1:-1]
+    loudest = centres[log_mel.mean(axis=(0, 1)).argmax()]
+    assert 380 < loudest < 500
+    with pytest.raises(ValueError, match=r"the labels list 4 segments"):
         decode_video_segments(video, 4, settings)
 
 
@@ -116,34 +134,64 @@ def test_crop_boxes_stay_in_the_frame_and_full_box_is_identity() -> None:
     assert torch.all(area <= 1.0 + 1e-5) and area.max() > 0.8 and area.min() > 0.3
     frames = torch.rand(2, 3, 48, 64)
     full = torch.tensor([[0.0, 0.0, 64.0, 48.0]] * 2)
-    assert torch.allclose(resized_crops(frames, full), frames, atol=1e-6)
+    resized = resized_crops(frames[..., :48], torch.tensor([[0.0, 0.0, 48.0, 48.0]] * 2), 48)
+    assert torch.allclose(resized, frames[..., :48], atol=1e-6)
+    assert resized_crops(frames, full, 24).shape == (2, 3, 24, 24)
     # The left half of a frame stretched to full width: output column 2c+1 is between
     # input columns c and c+1.
-    half = resized_crops(frames, torch.tensor([[0.0, 0.0, 32.0, 48.0]] * 2))
-    assert torch.allclose(half[..., 1:61:2], 0.75 * frames[..., 0:30] + 0.25 * frames[..., 1:31])
+    square = frames[..., :48]
+    half = resized_crops(square, torch.tensor([[0.0, 0.0, 24.0, 48.0]] * 2), 48)
+    assert torch.allclose(half[..., 1:45:2], 0.75 * square[..., 0:22] + 0.25 * square[..., 1:23])
+
+
+def _augment(frames: torch.Tensor, seed: int, **switches) -> torch.Tensor:
+    settings = dataclasses.replace(
+        PretrainSettings(),
+        crop_size=32,
+        blur_kernel_size=7,
+        **{"crop": False, "blur": False} | switches,
+    )
+    return augment_frames(frames.clone(), torch.Generator().manual_seed(seed), settings)
 
 
 def test_augmentations_keep_shapes_and_are_seeded() -> None:
     frames = torch.rand(6, 3, 48, 64)
-    options = {
-        "crop_scale": (0.5, 1.0),
-        "blur_probability": 0.5,
-        "blur_sigma": (0.5, 1.5),
-        "blur_kernel_size": 7,
-    }
-
-    def run(seed: int) -> torch.Tensor:
-        return augment_frames(frames, torch.Generator().manual_seed(seed), **options)
-
-    first, again, other = run(3), run(3), run(4)
-    assert first.shape == frames.shape
+    first, again = (
+        _augment(frames, 3, crop=True, blur=True),
+        _augment(frames, 3, crop=True, blur=True),
+    )
+    assert first.shape == (6, 3, 32, 32)
     assert torch.equal(first, again)
-    assert not torch.allclose(first, other)
-    # Blur only (no crop): a blurred frame has less pixel-to-pixel variation, same mean.
-    blur_only = {**options, "crop_scale": (1.0, 1.0), "blur_probability": 1.0}
-    blurred = augment_frames(frames, torch.Generator().manual_seed(0), **blur_only)
-    assert blurred.diff(dim=-1).abs().mean() < 0.7 * frames.diff(dim=-1).abs().mean()
-    assert torch.allclose(blurred.mean(), frames.mean(), atol=0.02)
+    assert not torch.allclose(first, _augment(frames, 4, crop=True, blur=True))
+    # No switch on: the centre crop only, identical for every seed.
+    assert torch.equal(_augment(frames, 0), _augment(frames, 1))
+
+
+def test_each_augmentation_does_what_its_name_says() -> None:
+    torch.manual_seed(0)
+    frames = torch.rand(64, 3, 32, 32)
+    plain = _augment(frames, 0)
+    flipped = _augment(frames, 0, flip=True)
+    changed = [not torch.equal(a, b) for a, b in zip(flipped, plain, strict=True)]
+    assert 16 < sum(changed) < 48  # p 0.5
+    index = changed.index(True)
+    assert torch.equal(flipped[index], plain[index].flip(-1))
+    grey = _augment(frames, 0, grayscale=True)
+    grey_rows = [i for i in range(64) if not torch.equal(grey[i], plain[i])]
+    assert 3 <= len(grey_rows) <= 25  # p 0.2
+    assert torch.allclose(grey[grey_rows[0], 0], grey[grey_rows[0], 1])
+    solarized = _augment(frames, 0, solarize=True)
+    solar_rows = [i for i in range(64) if not torch.equal(solarized[i], plain[i])]
+    assert 1 <= len(solar_rows) <= 16  # p 0.1
+    row = plain[solar_rows[0]]
+    assert torch.allclose(solarized[solar_rows[0]], torch.where(row >= 0.5, 1 - row, row))
+    jittered = _augment(frames, 0, color_jitter=True)
+    assert 40 <= sum(not torch.equal(a, b) for a, b in zip(jittered, plain, strict=True)) <= 62
+    blurred = _augment(frames, 0, blur=True)
+    blurred_rows = [i for i in range(64) if not torch.equal(blurred[i], plain[i])]
+    assert 16 < len(blurred_rows) < 48  # p 0.5
+    i = blurred_rows[0]
+    assert blurred[i].diff(dim=-1).abs().mean() < 0.7 * plain[i].diff(dim=-1).abs().mean()
 
 
 def test_segment_accuracy_and_majority_by_hand() -> None:
@@ -162,13 +210,13 @@ def test_settings_flags_round_trip() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser, PretrainSettings)
     args = parser.parse_args(
-        ["--projector-dims", "32", "16", "--shared-projector", "false", "--epochs", "2"]
+        ["--projector-dims", "32", "16", "--shared-projector", "false", "--epochs", "12"]
     )
     settings = from_arguments(PretrainSettings, args)
     assert settings.projector_dims == (32, 16) and settings.shared_projector is False
-    assert settings.epochs == 2 and settings.crop_scale == PretrainSettings().crop_scale
-    with pytest.raises(ValueError, match="backbone"):
-        PretrainSettings(backbone="vgg")
+    assert settings.epochs == 12 and settings.crop_scale == PretrainSettings().crop_scale
+    with pytest.raises(ValueError, match="audio_backbone"):
+        PretrainSettings(audio_backbone="resnet50")
 
 
 def test_config_values_become_the_flags_the_steps_parse() -> None:
@@ -186,8 +234,7 @@ def _random_clips(num_segments: int = 12) -> SegmentClips:
     rng = np.random.default_rng(0)
     return SegmentClips(
         frames=rng.integers(0, 256, (num_segments, 2, 16, 24, 3), dtype=np.uint8),
-        frame_times=np.zeros((num_segments, 2)),
-        log_mel=rng.normal(size=(num_segments, 8, 10)).astype(np.float32),
+        log_mel=rng.normal(size=(num_segments, 96, 8)).astype(np.float32),
         video_ids=np.array([f"v{i // 4}" for i in range(num_segments)]),
         segments=np.arange(num_segments) % 4,
         label_ids=rng.integers(0, 3, num_segments),
@@ -214,38 +261,39 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     videos = sorted(str(path) for path in (data / "videos").glob("*.mp4"))
     assert clips_cli.main(
         [*videos, "--segments", str(data / "segments.csv"), "--annotations",
-         str(data / "annotations.json"), "--num-classes", "3", "--out", str(out / "clips.npz")]
+         str(data / "annotations.json"), "--num-classes", "3", "--out", str(out / "clips.zarr"),
+         "--frame-fps", "2", "--frame-width", "24", "--frame-height", "24"]
     ) == 0  # fmt: skip
-    clips = load_clips(out / "clips.npz")
+    clips = load_clips(out / "clips.zarr")
+    assert clips.frames.shape[1:] == (2, 24, 24, 3) and clips.log_mel.shape[1:] == (96, 64)
     with (data / "segments.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(clips.label_ids) == len(rows)
     assert clips.label_ids.tolist() == [int(row["label_id"]) for row in rows]
 
-    flags = ["--width", "4", "--depth", "2", "--embedding-dim", "8", "--projector-dims", "16"]
     assert pretrain_cli.main(
-        ["--clips", str(out / "clips.npz"), "--out", str(out / "avbt.pt"), "--epochs", "1",
-         "--batch-size", "4", *flags]
+        ["--clips", str(out / "clips.zarr"), "--out", str(out / "avbt.pt"), *TINY_PRETRAIN_FLAGS]
     ) == 0  # fmt: skip
     checkpoint = torch.load(out / "avbt.pt", weights_only=True)
-    assert checkpoint["format"] == "avbt-v1" and "state_dict" in checkpoint
+    assert checkpoint["format"] == "avbt-v2" and "state_dict" in checkpoint
     assert features_cli.main(
-        ["--clips", str(out / "clips.npz"), "--checkpoint", str(out / "avbt.pt"),
+        ["--clips", str(out / "clips.zarr"), "--checkpoint", str(out / "avbt.pt"),
          "--out", str(out / "features.npz")]
     ) == 0  # fmt: skip
     features = load_features(out / "features.npz")
     assert features.audio.shape == features.visual.shape == (len(rows), 8)
     assert np.isfinite(features.audio).all() and np.isfinite(features.visual).all()
 
-    for model in ("audio", "visual", "tacma"):
+    for model in ("audio", "visual", "sum", "tacma"):
         assert train_cli.main(
             ["--features", str(out / "features.npz"), "--model", model, "--out",
-             str(out / model), "--epochs", "1", "--model-dim", "8"]
+             str(out / model), "--epochs", "1", "--hidden-dim", "8", "--attention-dim", "4",
+             "--output-dim", "8"]
         ) == 0  # fmt: skip
         torch.load(out / model / "model.pt", weights_only=True)
     run_args = [
         arg
-        for model in ("audio", "visual", "tacma")
+        for model in ("audio", "visual", "sum", "tacma")
         for arg in ("--run", model, "avbt", str(out / model / "metrics.json"),
                     str(out / "avbt.json"))
     ]  # fmt: skip
@@ -255,8 +303,9 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     ) == 0  # fmt: skip
     summary = json.loads((out / "metrics.json").read_text())
     assert [row["name"] for row in summary["rows"]] == [
-        "AV-BT audio",
-        "AV-BT visual",
+        "AV-BT audio only",
+        "AV-BT visual only",
+        "AV-BT audio-visual (sum)",
         "AV-BT + TACMA",
     ]
     labels = np.array([int(row["label_id"]) for row in rows])
@@ -309,12 +358,12 @@ def test_table_names_the_winner_and_the_baseline() -> None:
     assert [row["theta"] for row in summary["rows"]] == [None, None, 1.0]
     assert summary["winners"] == ["AV-BT + TACMA"]
     assert table_cli.verdict(summary) == (
-        "AV-BT + TACMA wins with 80.0 % test accuracy, 20.0 points above AV-BT visual; "
+        "AV-BT + TACMA wins with 80.0 % test accuracy, 20.0 points above AV-BT visual only; "
         "the majority-class baseline scores 60.0 %, 20.0 points below the best row."
     )
     assert "| Majority class (background) | | | 60.0 % |" in table_cli.render(summary, "t")
     accuracies["visual"] = ("visual", 0.8)
-    assert "AV-BT visual and AV-BT + TACMA tie at 80.0 %" in table_cli.verdict(
+    assert "AV-BT visual only and AV-BT + TACMA tie at 80.0 %" in table_cli.verdict(
         table_cli.collect(_runs(accuracies))
     )
 
