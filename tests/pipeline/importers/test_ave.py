@@ -14,10 +14,12 @@ from pipeline.annotations import load_annotations
 from pipeline.importers.ave import (
     BACKGROUND_ID,
     CATEGORIES,
+    check_ave_videos,
     import_ave,
     main,
     read_ave_annotations,
     read_splits,
+    write_ave_labels,
 )
 from pipeline.importers.common import FeatureImportError
 from pipeline.store import read_store
@@ -163,6 +165,37 @@ def test_bad_annotation_line_and_overlapping_splits(tmp_path: Path) -> None:
         handle["order"] = np.array([0])
     with pytest.raises(FeatureImportError, match=r"val_order\.h5: row 0 is also in the train"):
         read_splits(folder, 5)
+
+
+def test_end_before_start_unknown_category_and_truncated_h5(tmp_path: Path) -> None:
+    folder, out = _write_set(tmp_path)
+    (folder / "Annotations.txt").write_text("Church bell&x&good&0&10\nBark&y&good&7&3\n")
+    with pytest.raises(FeatureImportError, match=r"Annotations\.txt, line 2: need 0 <= start"):
+        read_ave_annotations(folder / "Annotations.txt")
+    (folder / "Annotations.txt").write_text("Church bell&x&good&0&10\nKazoo&y&good&1&3\n")
+    with pytest.raises(FeatureImportError, match=r"line 2: unknown AVE category 'Kazoo'"):
+        read_ave_annotations(folder / "Annotations.txt")
+    (folder / "Annotations.txt").write_text("\n".join(LINES) + "\n")
+    data = (folder / "audio_feature.h5").read_bytes()
+    (folder / "audio_feature.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(FeatureImportError, match=r"audio_feature\.h5 is not a readable HDF5"):
+        _import(folder, out)
+    (folder / "audio_feature.h5").unlink()
+    with pytest.raises(FileNotFoundError, match=r"audio_feature\.h5 does not exist"):
+        _import(folder, out)
+
+
+def test_labels_only_names_the_source_clip(tmp_path: Path) -> None:
+    folder, _ = _write_set(tmp_path)
+    written = write_ave_labels(
+        folder, annotations_out=tmp_path / "a.json", segments_out=tmp_path / "s.csv"
+    )
+    assert written == 5
+    database = json.loads((tmp_path / "a.json").read_text())["database"]
+    assert database["0002_vidA"]["source_video"] == "vidA"  # two rows share one clip
+    check_ave_videos(folder, ["vidA", "vidB", "vidC", "vidD"])
+    with pytest.raises(FeatureImportError, match=r"train_order\.h5: row 0 .* names video vidA"):
+        check_ave_videos(folder, ["vidB", "vidC", "vidD"])
 
 
 def test_cli(tmp_path: Path, capsys) -> None:
