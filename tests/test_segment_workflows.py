@@ -14,28 +14,13 @@ import yaml
 
 from pipeline.importers.ave import CATEGORIES
 from tests import media
-from tests.test_workflow import check_ok, snakemake, write_config
+from tests.test_workflow import TINY_AVBT, check_ok, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT / "configs" / "papers"
-# Small CPU settings: the schema's defaults are the paper's (ResNet-50, VGGish, LARS, ...).
-TINY_PRETRAIN = {
-    "audio_backbone": "conv",
-    "visual_backbone": "conv",
-    "conv_width": 4,
-    "conv_depth": 2,
-    "conv_dim": 8,
-    "feature_dim": 8,
-    "projector_dims": [16, 16, 16],
-    "crop_size": 16,
-    "blur_kernel_size": 3,
-    "optimizer": "adamw",
-    "epochs": 1,
-    "warmup_epochs": 0,
-    "batch_size": 2,
-}
+TINY_PRETRAIN = TINY_AVBT
 TINY_CLASSIFIER = {"hidden_dim": 8, "attention_dim": 4, "output_dim": 8, "epochs": 2}
 TINY_CLIPS = {"frame_fps": 2, "frame_width": 24, "frame_height": 24}
 # Rows of a fake Annotations.txt: (category index, YouTube id, start, end); two rows share vidA.
@@ -110,6 +95,25 @@ def test_ave_released_features_run_table3(tmp_path: Path) -> None:
     assert papers == {"audio": 59.5, "visual": 55.3, "sum": 71.3, "tacma": None}
     assert "| AV-BT + TACMA | AV-BT Table 3 |  | 77.2 % |" in text
     assert "released `vgg19_vggish` features" in text
+    # The classifier-only paper configs on the same import (the AV-BT pre-training ablations,
+    # Tables 4 and 5, need the raw videos).
+    for name in ("avbt_table2.yaml", "tacma_fig6.yaml"):
+        config = _merge(
+            _paper("ave_released.yaml"),
+            _paper(name),
+            {
+                "dataset": {"import": {"annotations": str(release), "features_dir": str(release)}},
+                "segments": {"classifier": {**TINY_CLASSIFIER, "input_projection_dim": 8}},
+            },
+        )
+        write_config(tmp_path, config, name=f"{name}.config.yaml")
+        check_ok(
+            snakemake(
+                tmp_path, "results/ave/segments/table.md", config=f"{name}.config.yaml", timeout=300
+            )
+        )
+        _, summary = _table(tmp_path, "ave")
+        assert {row["run"] for row in summary["rows"]} == set(_paper(name)["segments"]["runs"])
 
 
 def test_ave_raw_videos_run_table3(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pipeline.importers.ave import (
     write_ave_labels,
 )
 from pipeline.importers.common import FeatureImportError
+from pipeline.segments.clips import read_segment_labels
 from pipeline.store import read_store
 from tests.pipeline.importers.helpers import read_back, real_file
 
@@ -196,6 +197,25 @@ def test_labels_only_names_the_source_clip(tmp_path: Path) -> None:
     check_ave_videos(folder, ["vidA", "vidB", "vidC", "vidD"])
     with pytest.raises(FeatureImportError, match=r"train_order\.h5: row 0 .* names video vidA"):
         check_ave_videos(folder, ["vidB", "vidC", "vidD"])
+
+
+def test_real_files_give_the_segment_stage_its_labels(tmp_path: Path) -> None:
+    """The raw-video path on AVE's own Annotations.txt and split files: ten labelled one-second
+    segments per split row, in the segment stage's format."""
+    folder = real_file("ave")
+    assert write_ave_labels(
+        folder, annotations_out=tmp_path / "a.json", segments_out=tmp_path / "s.csv"
+    ) == 4_143  # fmt: skip
+    labels = read_segment_labels(tmp_path / "s.csv", tmp_path / "a.json", len(CATEGORIES))
+    assert len(labels) == 41_430
+    subsets = [label.subset for label in labels[::10]]
+    assert (subsets.count("train"), subsets.count("validation"), subsets.count("test")) == (
+        3_339, 402, 402,
+    )  # fmt: skip
+    # Line 2 of the file: "Church bell&MH3m4AwEcRY&good&6&8": segments 6 and 7 are the event.
+    row = [label for label in labels if label.video_id == "0001_MH3m4AwEcRY"]
+    assert [label.label_id for label in row] == [28] * 6 + [0, 0] + [28] * 2
+    assert {label.source_video for label in row} == {"MH3m4AwEcRY"}
 
 
 def test_cli(tmp_path: Path, capsys) -> None:
