@@ -245,7 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings_class: type) -> None
     group = parser.add_argument_group(settings_class.__name__)
     for item in dataclasses.fields(settings_class):
         default = item.default
-        help_text = f"{item.metadata['help']} (default: {default})"
+        help_text = f"{item.metadata['help']} (default: {default})".replace("%", "%%")
         if isinstance(default, bool):
             group.add_argument(_flag(item.name), type=_parse_bool, default=default, help=help_text)
         elif isinstance(default, tuple):

@@ -219,6 +219,14 @@ def test_settings_flags_round_trip() -> None:
         PretrainSettings(audio_backbone="resnet50")
 
 
+@pytest.mark.parametrize("cli", [clips_cli, pretrain_cli, features_cli, train_cli, table_cli])
+def test_every_step_prints_its_help(cli, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
 def test_config_values_become_the_flags_the_steps_parse() -> None:
     values = {"projector_dims": [32, 16], "shared_projector": False, "learning_rate": 1e-3}
     expected = check_settings(PretrainSettings, values, "segments.pretrain")
