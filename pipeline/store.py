@@ -18,12 +18,13 @@ so a killed job never leaves a store that :func:`is_complete` accepts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,24 @@ def _check_shapes(path: Path, arrays: Mapping[str, np.ndarray | None]) -> int:
     return num_snippets
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to write into; renamed to ``path`` (replacing it)
+    when the block ends without error, removed otherwise, so a killed or failed job never
+    leaves a folder that looks finished."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_store(
     path: str | Path,
     *,
@@ -138,9 +157,7 @@ def write_store(
         raise StoreError(f"{path}: a store needs at least one snippet")
     arrays["centres"] = arrays["timestamps"].mean(axis=1)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_directory(path) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
         for name, array in arrays.items():
@@ -164,12 +181,6 @@ def write_store(
             )
         )
         group.attrs["complete"] = True  # written last: marks the store as finished
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

@@ -61,6 +61,18 @@ def _table(workdir: Path, dataset: str) -> tuple[str, dict]:
     return (results / "table.md").read_text(), json.loads((results / "metrics.json").read_text())
 
 
+def _released_config(release: Path, table: str) -> dict:
+    """ave_released.yaml with a paper-table config, on the fake release, tiny classifiers."""
+    return _merge(
+        _paper("ave_released.yaml"),
+        _paper(table),
+        {
+            "dataset": {"import": {"annotations": str(release), "features_dir": str(release)}},
+            "segments": {"classifier": {**TINY_CLASSIFIER, "input_projection_dim": 8}},
+        },
+    )
+
+
 def test_ave_released_features_run_table3(tmp_path: Path) -> None:
     release = tmp_path / "AVE_Dataset"
     _write_ave_folder(release)
@@ -72,14 +84,7 @@ def test_ave_released_features_run_table3(tmp_path: Path) -> None:
         handle["avadataset"] = rng.normal(size=(rows, 10, 128)).astype(np.float32)
     with h5py.File(release / "labels.h5", "w") as handle:  # as released; not read
         handle["avadataset"] = np.zeros((rows, 10, 29), np.float32)
-    config = _merge(
-        _paper("ave_released.yaml"),
-        _paper("avbt_table3.yaml"),
-        {
-            "dataset": {"import": {"annotations": str(release), "features_dir": str(release)}},
-            "segments": {"classifier": {**TINY_CLASSIFIER, "input_projection_dim": 8}},
-        },
-    )
+    config = _released_config(release, "avbt_table3.yaml")
     write_config(tmp_path, config)
     check_ok(snakemake(tmp_path, "results/ave/segments/table.md", timeout=300))
     text, summary = _table(tmp_path, "ave")
@@ -98,14 +103,7 @@ def test_ave_released_features_run_table3(tmp_path: Path) -> None:
     # The classifier-only paper configs on the same import (the AV-BT pre-training ablations,
     # Tables 4 and 5, need the raw videos).
     for name in ("avbt_table2.yaml", "tacma_fig6.yaml"):
-        config = _merge(
-            _paper("ave_released.yaml"),
-            _paper(name),
-            {
-                "dataset": {"import": {"annotations": str(release), "features_dir": str(release)}},
-                "segments": {"classifier": {**TINY_CLASSIFIER, "input_projection_dim": 8}},
-            },
-        )
+        config = _released_config(release, name)
         write_config(tmp_path, config, name=f"{name}.config.yaml")
         check_ok(
             snakemake(

@@ -36,10 +36,12 @@ SEGMENTS_AVAILABLE = task_enabled(config, "segments")
 check_segment_weights(config, ", ".join(map(str, workflow.configfiles)) or "config")
 # None (synthetic labels), "videos" (AVE's annotations beside raw videos) or "import".
 SEGMENT_LABELS = segment_labels_source(config)
-AVE_CLASSES = 28  # AVE's event categories (pipeline.importers.ave.CATEGORIES)
-SEGMENT_CLASSES = (
-    config["dataset"]["synth"]["num_classes"] if SEGMENT_LABELS is None else AVE_CLASSES
-)
+if SEGMENT_LABELS is None:
+    SEGMENT_CLASSES = config["dataset"]["synth"]["num_classes"]
+else:  # AVE's 28 event categories
+    from pipeline.importers.ave import CATEGORIES as AVE_CATEGORIES
+
+    SEGMENT_CLASSES = len(AVE_CATEGORIES)
 SEGMENT_ANNOTATIONS = (
     f"results/{DATASET}/segments/labels.json"
     if SEGMENT_LABELS == "videos"

@@ -27,11 +27,8 @@ import csv
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +40,7 @@ import zarr
 
 from pipeline.decode import iter_frames, read_audio
 from pipeline.segments.settings import ClipSettings, add_arguments, from_arguments, from_dict
+from pipeline.store import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +93,6 @@ class SegmentClips:
         rows = np.arange(len(self.video_ids)) if subset is None else self.indices(subset)
         starts = np.flatnonzero(np.r_[True, self.video_ids[rows][1:] != self.video_ids[rows][:-1]])
         return np.split(rows, starts[1:])
-
-    def frame_times(self, row: int) -> np.ndarray:
-        """Seconds at which the frames of segment row ``row`` are shown ``(F,)``."""
-        fps = self.settings.frame_fps
-        return self.segments[row] + np.arange(fps) / fps
 
 
 def read_segment_labels(
@@ -228,10 +221,7 @@ def write_segment_clips(
         counts[label.video_id] += 1
     source = {label.video_id: label.source_video for label in labels}
     fps, height, width = settings.frame_fps, settings.frame_height, settings.frame_width
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_directory(path) as partial:
         group = zarr.open_group(partial, mode="w", zarr_format=3)
         frames = group.create_array(
             "frames",
@@ -261,13 +251,7 @@ def write_segment_clips(
                 "settings": dataclasses.asdict(settings),
             }
         )
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 IN_MEMORY_BYTES = 2 * 1024**3  # frames up to this size are read into memory at once

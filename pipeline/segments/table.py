@@ -138,7 +138,7 @@ def collect(runs: Sequence[RunInput], published: Sequence[PublishedEntry] = ()) 
             paper_number(published, kind, rows[-1]["theta"], released) if published else None
         )
         if released:
-            pretrainings[run.pretraining] = {"release": summary["release"], **summary}
+            pretrainings[run.pretraining] = dict(summary)
             continue
         pretrainings[run.pretraining] = {
             "num_parameters": summary["num_parameters"],

@@ -142,16 +142,13 @@ def build_classifier(
     )
 
 
-def segment_logits(model: nn.Module, kind: str, batch: PackedVideos) -> Tensor:
-    """Logits ``(V, T, K + 1)`` of a batch."""
-    return model(batch.audio, batch.visual, batch.mask)
-
-
 @torch.no_grad()
-def evaluate(model: nn.Module, kind: str, videos: PackedVideos) -> float:
+def evaluate(model: nn.Module, videos: PackedVideos) -> float:
     """Segment accuracy of ``model`` on all segments of ``videos``."""
     model.eval()
-    return segment_accuracy(segment_logits(model, kind, videos), videos.labels, videos.mask)
+    return segment_accuracy(
+        model(videos.audio, videos.visual, videos.mask), videos.labels, videos.mask
+    )
 
 
 def train_classifier(
@@ -184,7 +181,7 @@ def train_classifier(
         losses = []
         for start in range(0, num_videos, settings.batch_size):
             batch = train.select(order[start : start + settings.batch_size])
-            logits = segment_logits(model, kind, batch)  # (b, T, K + 1)
+            logits = model(batch.audio, batch.visual, batch.mask)  # (b, T, K + 1)
             loss = masked_segment_cross_entropy(logits, batch.labels, batch.mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,7 +189,7 @@ def train_classifier(
             losses.append(loss.item())
         scheduler.step()
         train_seconds += time.perf_counter() - started
-        validation_accuracy = evaluate(model, kind, splits["validation"])
+        validation_accuracy = evaluate(model, splits["validation"])
         epoch_log.append(
             {
                 "epoch": epoch,
@@ -207,7 +204,7 @@ def train_classifier(
                 "state": copy.deepcopy(model.state_dict()),
             }
     model.load_state_dict(best["state"])
-    test_accuracy = evaluate(model, kind, splits["test"])
+    test_accuracy = evaluate(model, splits["test"])
     train_labels = features.label_ids[features.subsets == "train"]
     test_labels = features.label_ids[features.subsets == "test"]
     majority_label, majority_test = majority_accuracy(train_labels, test_labels)

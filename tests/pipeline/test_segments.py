@@ -69,7 +69,7 @@ def test_segment_frames_lie_inside_their_segment(tmp_path: Path) -> None:
     settings = ClipSettings(frame_fps=5, frame_width=32, frame_height=24, n_mels=32)
     frames, log_mel = decode_video_segments(video, 3, settings)
     assert frames.shape == (3, 5, 24, 32, 3) and frames.dtype == np.uint8
-    times = np.stack([k + np.arange(5) / 5 for k in range(3)])  # SegmentClips.frame_times
+    times = np.stack([k + np.arange(5) / 5 for k in range(3)])  # frame j of segment k: k + j / F
     segment_index = np.arange(3)[:, None]
     assert np.all((times >= segment_index) & (times < segment_index + 1))
     assert np.allclose(times[1], [1.0, 1.2, 1.4, 1.6, 1.8])
