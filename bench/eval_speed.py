@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.annotations import AnnotationSet, Event, VideoAnnotation
-from pipeline.evaluation import TIOU_PRESETS, Predictions, evaluate_detection
+from pipeline.detection.metrics import TIOU_PRESETS, Predictions, evaluate_detection
 
 TARGET_S = 2.0
 

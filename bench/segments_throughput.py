@@ -20,7 +20,7 @@ import torch
 
 from models.avbt import AVBarlowTwins, BackboneConfig, avbt_loss
 from models.tacma import SegmentClassifier, masked_segment_cross_entropy
-from pipeline.training.lars import LARS, lars_param_groups
+from pipeline.segments.lars import LARS, lars_param_groups
 
 SEGMENTS = 10  # AVE: ten one-second segments per clip
 CLASSES = 29  # AVE: 28 events + background

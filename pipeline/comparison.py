@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import RunRecord, load_run
+from pipeline.detection.report import RunRecord, load_run
 from pipeline.spatial.data import read_json
 from pipeline.spatial.table import display_name
 

@@ -12,7 +12,7 @@ from models import build_detector
 from models.m2vsl import build_localiser
 from pipeline.comparison import describe_detector
 from pipeline.config import load_config, run_config, task_enabled
-from pipeline.training.run_config import detector_config
+from pipeline.detection.run_config import detector_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

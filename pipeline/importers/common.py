@@ -7,8 +7,9 @@ so stage 2 reads imported and extracted features alike.
 
 Each store's ``timestamps`` are the seconds its feature rows were computed from, as the release
 defines them (:class:`FrameGrid`): stage 2 maps event times onto rows through them, never through a
-typed frame rate. Stores carry no ``settings`` attribute, so :mod:`pipeline.infer` refuses to run
-a model trained on imported features on a raw video (it cannot re-extract, e.g., I3D features).
+typed frame rate. Stores carry no ``settings`` attribute, so :mod:`pipeline.detection.infer` refuses
+to run a model trained on imported features on a raw video (it cannot re-extract, e.g., I3D
+features).
 
 A video whose feature file is absent raises :class:`MissingFeaturesError` (``missing="error"``) or
 is listed in the index's ``failed`` map (``missing="skip"``); a file that exists but is malformed

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.evaluation import TIOU_PRESETS
+from pipeline.detection.metrics import TIOU_PRESETS
 from pipeline.importers.actionformer import build_annotations
 from pipeline.importers.common import (
     FeatureImportError,
@@ -211,7 +211,7 @@ def import_perception_test(
 def submission(
     results: Mapping[str, Any], source_label_ids: Mapping[str, int], task: str
 ) -> dict[str, Any]:
-    """Perception Test challenge format from an ActivityNet results dict (:mod:`pipeline.infer`).
+    """Perception Test challenge format from ActivityNet results (:mod:`pipeline.detection.infer`).
 
     ``{vid: {task: [{"label": "<label_id>", "score": "<score>", "timestamps": [start_s,
     end_s]}]}}``: the form the official baseline writes for eval.ai (ids and scores as strings,
@@ -254,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["submit"]:
         parser = argparse.ArgumentParser(description="Write a Perception Test submission")
-        parser.add_argument("--results", required=True, help="results JSON of pipeline.infer")
+        parser.add_argument(
+            "--results", required=True, help="results JSON of pipeline.detection.infer"
+        )
         parser.add_argument("--annotations", required=True, help="JSON this importer wrote")
         parser.add_argument("--task", choices=TASKS, default="sound_localisation")
         parser.add_argument("--out", required=True, help="submission JSON to write")

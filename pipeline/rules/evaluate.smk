@@ -16,7 +16,7 @@ rule infer:
         "results/{dataset}/benchmarks/infer/{run}-{split}.tsv"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline.infer --model {input.model:q} "
+        "OMP_NUM_THREADS={threads} python -m pipeline.detection.infer --model {input.model:q} "
         "--index {input.index:q} --stats {input.stats:q} --annotations {input.annotations:q} "
         "--split {wildcards.split} --out {output.events:q} > {log} 2>&1"
 
@@ -34,6 +34,6 @@ rule evaluate:
     log:
         "results/{dataset}/logs/evaluate/{run}.log",
     shell:
-        "python -m pipeline.evaluate --annotations {input.annotations:q} --split test "
+        "python -m pipeline.detection.evaluate --annotations {input.annotations:q} --split test "
         "--events {input.events:q} --tiou {params.tiou} --out {output.metrics:q} "
         "--plots {params.plots:q} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule report:
     log:
         "results/{dataset}/logs/report.log",
     shell:
-        "python -m pipeline.report --title {wildcards.dataset} --runs {params.runs} "
+        "python -m pipeline.detection.report --title {wildcards.dataset} --runs {params.runs} "
         "--index {input.index:q} --out {output:q} > {log} 2>&1"
 
 
@@ -29,5 +29,5 @@ rule table:
     log:
         "results/{dataset}/logs/table.log",
     shell:
-        "python -m pipeline.paper_tables --benchmark {params.benchmark} --runs {params.runs} "
+        "python -m pipeline.detection.table --benchmark {params.benchmark} --runs {params.runs} "
         "--published {input.published:q} --out {output:q} > {log} 2>&1"

@@ -19,6 +19,6 @@ rule train:
         "results/{dataset}/benchmarks/train/{run}.tsv"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline.train --run-config {params.run_config:q} "
+        "OMP_NUM_THREADS={threads} python -m pipeline.detection.train --run-config {params.run_config:q} "
         "--index {input.index:q} --stats {input.stats:q} --annotations {input.annotations:q} "
         "--out {params.out_dir:q} > {log} 2>&1"

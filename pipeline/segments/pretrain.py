@@ -5,7 +5,7 @@ log-mel spectrogram and one of its frames picked at random anew each epoch (Sec.
 Sec. 3.2.2's "random frame sampling"), augmented (:mod:`pipeline.segments.augment`), encodes
 them with the CNNs and the Bi-LSTMs, projects them and minimises Eq. (2) (:mod:`models.avbt`).
 The optimiser is LARS with Barlow Twins' parameter groups and a warm-up + cosine schedule
-(:mod:`pipeline.training.lars`), or AdamW with the same schedule for the small CPU demo.
+(:mod:`pipeline.segments.lars`), or AdamW with the same schedule for the small CPU demo.
 Everything random is drawn from generators seeded with ``seed``. The checkpoint is a plain
 dict saved with ``torch.save`` that loads with ``torch.load(..., weights_only=True)``; a JSON
 summary sits beside it.
@@ -32,8 +32,10 @@ import torch
 
 from models import count_parameters
 from models.avbt import AVBarlowTwins, BackboneConfig, avbt_loss
+from pipeline.runtime import load_checkpoint, save_checkpoint
 from pipeline.segments.augment import augment_frames
 from pipeline.segments.clips import SegmentClips, load_clips
+from pipeline.segments.lars import LARS, lars_param_groups, warmup_cosine_factor
 from pipeline.segments.settings import (
     ClipSettings,
     PretrainSettings,
@@ -41,8 +43,6 @@ from pipeline.segments.settings import (
     from_arguments,
     from_dict,
 )
-from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.training.lars import LARS, lars_param_groups, warmup_cosine_factor
 
 log = logging.getLogger(__name__)
 

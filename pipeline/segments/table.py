@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.paper_tables import PublishedEntry, published_entries
+from pipeline.published import PublishedEntry, published_entries
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from torch import Tensor, nn
 
 from models import count_parameters
 from models.tacma import CLASSIFIERS, SegmentClassifier, masked_segment_cross_entropy
+from pipeline.runtime import save_checkpoint
 from pipeline.segments.features import SegmentFeatures, load_features
 from pipeline.segments.metrics import majority_accuracy, segment_accuracy
 from pipeline.segments.settings import ClassifierSettings, add_arguments, from_arguments
-from pipeline.training.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 

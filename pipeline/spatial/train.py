@@ -29,6 +29,7 @@ import torch
 
 from models import count_parameters
 from models.m2vsl import SOUND_LOCALISERS, SoundLocaliser, build_localiser
+from pipeline.runtime import load_checkpoint, save_checkpoint
 from pipeline.spatial.data import (
     SpatialSnippets,
     event_snippets,
@@ -37,7 +38,6 @@ from pipeline.spatial.data import (
     read_json,
 )
 from pipeline.store import StoreError
-from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 

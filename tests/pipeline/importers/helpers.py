@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.annotations import load_annotations
-from pipeline.dataset import FeatureDataset
+from pipeline.detection.data import FeatureDataset
 
 DATASETS = Path(__file__).resolve().parents[4] / "shared" / "datasets"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.annotations import load_annotations
-from pipeline.dataset import seconds_to_grid
+from pipeline.detection.data import seconds_to_grid
 from pipeline.importers.actionformer import RELEASES, import_actionformer, main
 from pipeline.importers.common import FeatureImportError
 from pipeline.store import read_store

@@ -1,4 +1,4 @@
-"""Tests of pipeline.dataset: time <-> grid conversion, crops, padding, normalisation, errors."""
+"""Tests of pipeline.detection.data: time <-> grid, crops, padding, normalisation, errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import zarr
 
 from pipeline.annotations import load_annotations
-from pipeline.dataset import (
+from pipeline.detection.data import (
     FeatureDataset,
     collate_videos,
     grid_to_seconds,

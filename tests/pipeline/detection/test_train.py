@@ -1,4 +1,4 @@
-"""Tests of pipeline.train on a tiny planted-signal feature set and a tiny ActionFormer."""
+"""Tests of pipeline.detection.train on a tiny planted-signal feature set and ActionFormer."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from torch.optim.swa_utils import AveragedModel
 
 from models import build_detector
 from pipeline.annotations import load_annotations
-from pipeline.dataset import FeatureDataset, collate_videos
-from pipeline.train import TrainResult, main, resolve_run_config, train_run
-from pipeline.training.schedule import WarmupCosine, WarmupEMA
-from pipeline.training.synthetic import SyntheticFeatureSet, write_synthetic_features
+from pipeline.detection.data import FeatureDataset, collate_videos
+from pipeline.detection.schedule import WarmupCosine, WarmupEMA
+from pipeline.detection.synthetic import SyntheticFeatureSet, write_synthetic_features
+from pipeline.detection.train import TrainResult, main, resolve_run_config, train_run
 
 TINY_MODEL = {
     "name": "actionformer",

@@ -1,4 +1,4 @@
-"""Tests of pipeline.infer: grid units back to seconds, split inference, single-video inference."""
+"""Tests of pipeline.detection.infer: grid units to seconds, split and single-video inference."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from pipeline.annotations import load_annotations
-from pipeline.dataset import FeatureDataset
-from pipeline.evaluation import read_results
-from pipeline.infer import detect_video, detections_to_events, main, predict_split
-from pipeline.train import TrainResult, train_run
-from pipeline.training.synthetic import SyntheticFeatureSet, write_synthetic_features
+from pipeline.detection.data import FeatureDataset
+from pipeline.detection.infer import detect_video, detections_to_events, main, predict_split
+from pipeline.detection.metrics import read_results
+from pipeline.detection.synthetic import SyntheticFeatureSet, write_synthetic_features
+from pipeline.detection.train import TrainResult, train_run
 from tests import media
 
 TINY_RUN = {

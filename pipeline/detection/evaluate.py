@@ -1,9 +1,10 @@
 """Score an events file against the annotations of one split: ``metrics.json`` and PNG plots.
 
 The metric arithmetic (mAP at tIoU thresholds, per-class AP, top-1x/5x recall) is
-:func:`pipeline.evaluation.evaluate_detection`; this stage reads the files, adds the counts, the
+:func:`pipeline.detection.metrics.evaluate_detection`;
+this stage reads the files, adds the counts, the
 inference throughput recorded beside the events file (``{events}.throughput.json``, written by
-:mod:`pipeline.infer`) and draws the figures (:mod:`pipeline.plots`).
+:mod:`pipeline.detection.infer`) and draws the figures (:mod:`pipeline.detection.plots`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.annotations import AnnotationError, AnnotationSet, load_annotations
-from pipeline.evaluation import TIOU_PRESETS, Predictions, evaluate_detection, read_results
-from pipeline.plots import plot_per_class_ap, plot_timeline
+from pipeline.detection.metrics import TIOU_PRESETS, Predictions, evaluate_detection, read_results
+from pipeline.detection.plots import plot_per_class_ap, plot_timeline
 
 NUM_TIMELINES = 3  # test videos drawn as timelines
 MAX_TIMELINE_PREDICTIONS = 20
@@ -101,7 +102,9 @@ def evaluate_events(
     )
     truth = load_annotations(annotations_path).subset(split)
     if not events_path.exists():
-        raise FileNotFoundError(f"events file {events_path} does not exist; run pipeline.infer")
+        raise FileNotFoundError(
+            f"events file {events_path} does not exist; run pipeline.detection.infer"
+        )
     predictions = read_results(events_path, truth.labels)
     metrics = evaluate_detection(truth, predictions, tiou_thresholds).to_dict()
     metrics.update(
@@ -132,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--annotations", required=True, help="UnAV-100-format annotation file")
     parser.add_argument("--split", default="test", help="annotation subset to evaluate")
-    parser.add_argument("--events", required=True, help="ActivityNet results JSON (pipeline.infer)")
+    parser.add_argument(
+        "--events", required=True, help="ActivityNet results JSON (pipeline.detection.infer)"
+    )
     parser.add_argument(
         "--tiou",
         type=float,

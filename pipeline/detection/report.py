@@ -1,9 +1,9 @@
 """Markdown report comparing detection runs: mAP tables, throughput, plots, extraction summary.
 
 A run folder holds what the training, inference and evaluation stages write:
-``metrics.json`` (:mod:`pipeline.evaluate`, required), ``train_summary.json``
-(:mod:`pipeline.train`: parameters, training throughput, best validation epoch) and the PNG files
-listed in ``metrics.json["plots"]``. Numbers are shown in percent with two decimals.
+``metrics.json`` (:mod:`pipeline.detection.evaluate`, required), ``train_summary.json``
+(:mod:`pipeline.detection.train`: parameters, training throughput, best validation epoch) and the
+PNG files listed in ``metrics.json["plots"]``. Numbers are shown in percent with two decimals.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def load_run(folder: str | Path) -> RunRecord:
     folder = Path(folder)
     metrics_path = folder / "metrics.json"
     if not metrics_path.exists():
-        raise FileNotFoundError(f"{metrics_path} does not exist; run pipeline.evaluate first")
+        raise FileNotFoundError(
+            f"{metrics_path} does not exist; run pipeline.detection.evaluate first"
+        )
     metrics = json.loads(metrics_path.read_text())
     summary_path = folder / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None

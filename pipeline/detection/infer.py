@@ -1,9 +1,9 @@
 """Stage 2 inference: a trained model's detections, in seconds, for a split or a single video.
 
 Detector outputs are in grid units (position ``i`` = snippet ``i``); they are turned into seconds
-through the video's own snippet ``centres`` (:func:`pipeline.dataset.grid_to_seconds`) and clipped
-to ``[0, duration]``. A detection left with no length after clipping lies outside the video and is
-dropped.
+through the video's own snippet ``centres`` (:func:`pipeline.detection.data.grid_to_seconds`) and
+clipped to ``[0, duration]``. A detection left with no length after clipping lies outside the video
+and is dropped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 
 from models import build_detector
 from pipeline.annotations import load_annotations
-from pipeline.dataset import (
+from pipeline.decode import DecodeError
+from pipeline.detection.data import (
     FeatureDataset,
     collate_videos,
     grid_to_seconds,
@@ -33,10 +34,9 @@ from pipeline.dataset import (
     load_stats,
     stats_from_dict,
 )
-from pipeline.decode import DecodeError
-from pipeline.evaluation import write_results
+from pipeline.detection.metrics import write_results
+from pipeline.runtime import load_checkpoint, resolve_device
 from pipeline.store import StoreError
-from pipeline.training.checkpoint import load_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def load_model(model_path: str | Path, device: torch.device) -> tuple[nn.Module,
         key for key in ("model_config", "state_dict", "labels", "stats") if key not in bundle
     ]
     if missing:
-        raise ValueError(f"{model_path} lacks {missing}; it was not written by pipeline.train")
+        raise ValueError(
+            f"{model_path} lacks {missing}; it was not written by pipeline.detection.train"
+        )
     detector = build_detector(bundle["model_config"]).to(device)
     detector.load_state_dict(bundle["state_dict"])
     detector.eval()
@@ -272,7 +274,9 @@ def detect_video(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model.pt written by pipeline.train")
+    parser.add_argument(
+        "--model", required=True, help="model.pt written by pipeline.detection.train"
+    )
     parser.add_argument("--video", help="one video file: extract it and print its events")
     parser.add_argument("--top-k", type=int, default=20, help="events printed for --video")
     parser.add_argument("--index", help="index.json of the extracted features (split mode)")

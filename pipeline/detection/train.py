@@ -1,8 +1,8 @@
 """Stage 2 training: one detection run on the feature stores, resumable at every epoch.
 
-AdamW with a per-step linear warm-up and cosine decay (:mod:`pipeline.training.schedule`),
+AdamW with a per-step linear warm-up and cosine decay (:mod:`pipeline.detection.schedule`),
 gradient clipping and an exponential moving average (EMA, with a warm-up of its decay:
-:class:`~pipeline.training.schedule.WarmupEMA`) of the weights; validation and model
+:class:`~pipeline.detection.schedule.WarmupEMA`) of the weights; validation and model
 selection use the EMA weights and the validation split's average mAP only; the test split is never
 read. Every epoch ends with ``{out}/checkpoints/last.pt``; a run started again with the same config
 resumes from it and ends with the same weights as an uninterrupted run (crop positions and data
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from models import build_detector, count_parameters
 from pipeline.annotations import AnnotationSet, load_annotations
 from pipeline.config import stable_hash
-from pipeline.dataset import (
+from pipeline.detection.data import (
     EpochSampler,
     FeatureDataset,
     FeatureIndex,
@@ -39,10 +39,12 @@ from pipeline.dataset import (
     load_index,
     load_stats,
 )
-from pipeline.evaluation import Prediction, evaluate_detection
-from pipeline.infer import predict_dataset
-from pipeline.store import StoreError
-from pipeline.training.checkpoint import (
+from pipeline.detection.epoch_log import report_epoch, tensorboard_writer, write_log_csv
+from pipeline.detection.infer import predict_dataset
+from pipeline.detection.metrics import Prediction, evaluate_detection
+from pipeline.detection.run_config import detector_config, resolve_run_config
+from pipeline.detection.schedule import WarmupEMA, build_optimizer, build_scheduler
+from pipeline.runtime import (
     deterministic_algorithms,
     load_checkpoint,
     resolve_device,
@@ -51,9 +53,7 @@ from pipeline.training.checkpoint import (
     save_run_state,
     seed_everything,
 )
-from pipeline.training.epoch_log import report_epoch, tensorboard_writer, write_log_csv
-from pipeline.training.run_config import detector_config, resolve_run_config
-from pipeline.training.schedule import WarmupEMA, build_optimizer, build_scheduler
+from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Tests of the evaluation stage CLI (pipeline.evaluate, pipeline.plots) and pipeline.report."""
+"""Tests of the detection evaluation CLI, its plots and pipeline.detection.report."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from pipeline.evaluate import main as evaluate_main
-from pipeline.report import build_report
-from pipeline.report import main as report_main
+from pipeline.detection.evaluate import main as evaluate_main
+from pipeline.detection.report import build_report
+from pipeline.detection.report import main as report_main
 
 # Two test videos, classes "dog" (2 events) and "car" (1 event); one training video.
 DATABASE = {

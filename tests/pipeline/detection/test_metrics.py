@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.annotations import AnnotationSet, Event, VideoAnnotation, load_annotations
-from pipeline.evaluation import (
+from pipeline.detection.metrics import (
     TIOU_PRESETS,
     Prediction,
     Predictions,
@@ -26,7 +26,7 @@ from pipeline.evaluation import (
 
 LABELS = ("dog", "cat", "bird")
 SHARED_DATASETS = Path(
-    os.environ.get("AVLOC_SHARED_DATASETS") or Path(__file__).parents[2] / "../shared/datasets"
+    os.environ.get("AVLOC_SHARED_DATASETS") or Path(__file__).parents[3] / "../shared/datasets"
 )
 UNAV100 = SHARED_DATASETS / "unav100" / "unav100_annotations.json"
 

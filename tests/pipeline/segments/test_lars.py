@@ -1,4 +1,4 @@
-"""Tests of pipeline.training.lars against updates and schedule values computed by hand."""
+"""Tests of pipeline.segments.lars against updates and schedule values computed by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.training.lars import LARS, lars_param_groups, warmup_cosine_factor
+from pipeline.segments.lars import LARS, lars_param_groups, warmup_cosine_factor
 
 WEIGHT_LR = 0.5
 BIAS_LR = 0.2

@@ -1,1 +1,0 @@
-"""Helpers of the training stage: schedule, EMA, checkpoints and synthetic feature sets."""
