@@ -39,7 +39,23 @@ include: "pipeline/rules/spatial.smk"
 include: "pipeline/rules/comparison.smk"
 
 
+# The default target: every table and report the data set's labels allow; an unlabelled video
+# folder gets its features only.
 rule all:
     input:
-        FINAL_TARGETS,
+        features=expand(
+            "results/{dataset}/features/{encoder_set}/{name}",
+            dataset=DATASET,
+            encoder_set=ENCODER_SET,
+            name=["index.json", "stats.json"],
+        ),
+        detection=expand(
+            "results/{dataset}/{name}",
+            dataset=DATASET,
+            name=["report.md", "table.md", "comparison.md"] if ANNOTATIONS else [],
+        ),
+        segments=expand(
+            "results/{dataset}/segments/table.md",
+            dataset=DATASET if SEGMENTS_AVAILABLE else [],
+        ),
     default_target: True

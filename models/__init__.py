@@ -1,15 +1,23 @@
-"""Temporal event detectors on per-snippet audio/visual features.
+"""The models of the three tasks, on per-snippet or per-segment audio/visual features.
 
-Build a detector from config with :func:`build_detector`; components are registered in
-``models.registry`` (``DETECTORS``, ``BACKBONES``, ``NECKS``); the snippet-grid convention
-is documented in ``models.points``.
+- Temporal event detection: build a detector from config with :func:`build_detector`, check
+  one without building anything with :func:`check_detector_config`; every detector is a
+  ``TemporalDetector`` (``models.detector_base``) registered in ``models.registry``
+  (``DETECTORS``, ``BACKBONES``, ``NECKS``); the snippet-grid convention is documented in
+  ``models.points``.
+- Segment classification (the AVE task): the AV-BT encoders (:mod:`models.avbt`, their
+  pretrained CNNs in :mod:`models.segment_backbones`) and TACMA (:mod:`models.tacma`).
+- Sound-source localisation: M2VSL and the similarity-map baseline (:mod:`models.m2vsl`);
+  :func:`check_localiser_config` checks a localiser's config.
 """
 
 from torch import nn
 
 from models import backbones, necks  # noqa: F401  (register backbones and necks)
-from models.detectors import ActionFormerDetector, DetectorOutput, build_detector
-from models.loco import LoCoDetector  # noqa: F401  (registers the loco detector)
+from models.checks import check_detector_config, check_localiser_config
+from models.detector_base import DetectorOutput, TemporalDetector
+from models.detectors import ActionFormerDetector, build_detector
+from models.loco import LoCoDetector
 from models.necks_mravff import MRAVFFNeck  # noqa: F401  (registers the mravff neck)
 from models.postprocessing import PostProcessingConfig
 from models.registry import BACKBONES, DETECTORS, NECKS, Registry
@@ -27,8 +35,12 @@ __all__ = [
     "NECKS",
     "ActionFormerDetector",
     "DetectorOutput",
+    "LoCoDetector",
     "PostProcessingConfig",
     "Registry",
+    "TemporalDetector",
     "build_detector",
+    "check_detector_config",
+    "check_localiser_config",
     "count_parameters",
 ]

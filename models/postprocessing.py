@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from models.keys import check_keys
 from models.points import decode_segments
 
 
@@ -74,16 +75,12 @@ class PostProcessingConfig:
             )
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any] | None) -> PostProcessingConfig:
-        """Build from a config mapping, refusing unknown keys."""
+    def from_dict(
+        cls, cfg: Mapping[str, Any] | None, where: str = "postprocessing"
+    ) -> PostProcessingConfig:
+        """Build from a config mapping at ``where`` (named in errors), refusing unknown keys."""
         cfg = dict(cfg or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(cfg) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"postprocessing: unknown key(s) {', '.join(unknown)}; valid keys: "
-                f"{', '.join(valid)}"
-            )
+        check_keys(cfg, [f.name for f in dataclasses.fields(cls)], where)
         return cls(**cfg)
 
 

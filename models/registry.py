@@ -7,16 +7,26 @@ ones, and checks that the built object has the registry's base type.
 
 Values that a parent component derives (a neck's input width, a detector's input
 dimensions) are passed to :meth:`Registry.build` as ``provided`` keyword arguments; a user
-config that tries to set one of them is refused.
+config that tries to set one of them is refused. :meth:`Registry.check` does all of these
+checks without building anything (at DAG-build time) and returns the config with its
+defaults filled in; :meth:`Registry.build` runs it first, so keys are refused in one place.
+
+A class whose constructor takes grouped configs rather than the flat keys (the detectors,
+``models.detector_base``) defines ``config_signature()`` (the flat keys and defaults),
+``from_config(flat_kwargs)`` (build) and ``check_config(resolved, where)`` (check the
+values).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torch import nn
+
+from models.detector_base import TemporalDetector
+from models.keys import check_keys
 
 
 class Registry:
@@ -70,8 +80,72 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry({self.name!r}, names={self.names()})\n{self.contract}"
 
+    def parameters(self, name: str) -> Mapping[str, inspect.Parameter]:
+        """The keyword arguments the component ``name`` is built from: those of
+        ``cls.config_signature()`` where the class defines one (a class built from a flat
+        config by ``cls.from_config``), else those of its constructor."""
+        cls = self.get(name)
+        signature = getattr(cls, "config_signature", None)
+        return (signature() if signature is not None else inspect.signature(cls)).parameters
+
+    def check(
+        self, cfg: Mapping[str, Any], provided: Iterable[str] = (), where: str | None = None
+    ) -> dict[str, Any]:
+        """Check ``cfg`` = ``{"name": ..., **kwargs}`` against the component's parameters
+        without building it, and return it resolved: every settable key with its value or its
+        default. A class that defines ``check_config(resolved, where) -> resolved`` checks the
+        values too (and resolves nested configs), still without building.
+
+        Args:
+            cfg: the user's config: the registered name plus constructor keyword arguments.
+            provided: names of the arguments the caller derives itself (input widths,
+                strides); ``cfg`` may not set them, and they are left out of the result.
+            where: the config's path as the user wrote it (``"runs.loco.model"``), named in
+                error messages; default the registered name.
+
+        Raises:
+            ValueError: no or unknown ``name``, a key the component does not accept (``unknown
+                key 'where.key'; valid keys here: ...``), a key that the caller provides, a
+                required argument missing, or a bad value.
+        """
+        if not isinstance(cfg, Mapping) or "name" not in cfg:
+            raise ValueError(
+                f"{self.name} config {where or cfg!r} must be a mapping with a 'name' key "
+                f"(one of: {', '.join(self.names())})"
+            )
+        name = cfg["name"]
+        where = where or str(name)
+        params = self.parameters(name)
+        provided = set(provided)
+        kwargs = {key: value for key, value in cfg.items() if key != "name"}
+        clash = sorted(set(kwargs) & provided)
+        if clash:
+            raise ValueError(
+                f"{where}: key(s) {', '.join(clash)} are derived by the caller from the data or "
+                f"the parent model; remove them from the {self.name} config"
+            )
+        keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        settable = [key for key, p in params.items() if p.kind in keyword and key not in provided]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            check_keys(kwargs, settable, where)
+        missing = [
+            key
+            for key, p in params.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+            and key not in kwargs
+            and key not in provided
+        ]
+        if missing:
+            raise ValueError(f"{where}: required key(s) {', '.join(missing)} missing")
+        resolved = {"name": name, **{key: params[key].default for key in settable}, **kwargs}
+        check_config = getattr(self.get(name), "check_config", None)
+        return resolved if check_config is None else check_config(resolved, where)
+
     def build(self, cfg: Mapping[str, Any], **provided: Any) -> Any:
-        """Build the component described by ``cfg`` = ``{"name": ..., **kwargs}``.
+        """Build the component described by ``cfg`` = ``{"name": ..., **kwargs}``, after
+        :meth:`check`: ``cls.from_config({**kwargs, **provided})`` where the class defines
+        ``from_config``, else ``cls(**kwargs, **provided)``.
 
         Args:
             cfg: the user's config: the registered name plus constructor keyword arguments.
@@ -79,51 +153,15 @@ class Registry:
                 strides); ``cfg`` may not set them.
 
         Raises:
-            ValueError: no or unknown ``name``, a key the constructor does not accept, a
-                key that the caller provides, or a required argument missing.
+            ValueError: see :meth:`check`.
             TypeError: the constructor returned something that is not a ``base``.
         """
-        if not isinstance(cfg, Mapping) or "name" not in cfg:
-            raise ValueError(
-                f"{self.name} config must be a mapping with a 'name' key "
-                f"(one of: {', '.join(self.names())}); got {cfg!r}"
-            )
+        self.check(cfg, provided)
         cls = self.get(cfg["name"])
         kwargs = {key: value for key, value in cfg.items() if key != "name"}
-        clash = sorted(set(kwargs) & set(provided))
-        if clash:
-            raise ValueError(
-                f"{self.name} {cfg['name']!r}: key(s) {', '.join(clash)} are derived by the "
-                "caller from the data or the parent model; remove them from the config"
-            )
         kwargs.update(provided)
-        params = inspect.signature(cls).parameters
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        valid = [
-            key
-            for key, p in params.items()
-            if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        ]
-        if not accepts_any:
-            unknown = sorted(set(kwargs) - set(valid))
-            if unknown:
-                settable = [key for key in valid if key not in provided]
-                raise ValueError(
-                    f"{self.name} {cfg['name']!r}: unknown key(s) {', '.join(unknown)}; "
-                    f"valid keys: {', '.join(settable)}"
-                )
-        missing = [
-            key
-            for key, p in params.items()
-            if p.default is inspect.Parameter.empty
-            and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-            and key not in kwargs
-        ]
-        if missing:
-            raise ValueError(
-                f"{self.name} {cfg['name']!r}: required key(s) {', '.join(missing)} missing"
-            )
-        built = cls(**kwargs)
+        from_config = getattr(cls, "from_config", None)
+        built = from_config(kwargs) if from_config is not None else cls(**kwargs)
         if not isinstance(built, self.base):
             raise TypeError(
                 f"{self.name} {cfg['name']!r} built a {type(built).__qualname__}, "
@@ -169,12 +207,15 @@ NECKS = Registry(
 
 DETECTORS = Registry(
     "detector",
-    base=nn.Module,
+    base=TemporalDetector,
     contract="""Detector (meta-architecture) contract.
 
-    Constructor: keyword-only; ``input_dims: dict[str, int]`` and ``num_classes: int``
-    come from the data, the rest from the config. Attributes: ``modalities: tuple[str,
-    ...]``, ``max_stride: int`` (the caller pads T to a multiple of it).
+    A ``TemporalDetector`` subclass (``models.detector_base``), built from the flat config
+    by its ``from_config``: ``input_dims: dict[str, int]`` and ``num_classes: int`` come
+    from the data, the rest from the config, each key a field of one of the class's
+    ``config_groups`` (frozen dataclasses the keyword-only constructor takes).
+    Attributes: ``modalities: tuple[str, ...]``, ``input_modalities: tuple[str, ...]``
+    (all inputs read), ``max_stride: int`` (the caller pads T to a multiple of it).
     ``forward(inputs: dict[str, Tensor (B, T, D_m)], mask: Tensor (B, T) bool) ->
     DetectorOutput``; ``loss(output, gt_segments: list[Tensor (N_b, 2)], gt_labels:
     list[Tensor (N_b,)]) -> {"cls", "reg", "loss"}``; ``predict(output) ->

@@ -183,7 +183,7 @@ def load_annotations(
             line=line,
             column=column,
         ) from None
-    return _parse(data, str(path), text, tuple(allowed_subsets), segment_tolerance_s)
+    return _Parser(str(path), text, tuple(allowed_subsets), segment_tolerance_s).parse(data)
 
 
 def parse_annotations(
@@ -194,7 +194,7 @@ def parse_annotations(
     segment_tolerance_s: float = SEGMENT_TOLERANCE_S,
 ) -> AnnotationSet:
     """Validate an already-decoded annotation dict (no line numbers in errors)."""
-    return _parse(data, source, None, tuple(allowed_subsets), segment_tolerance_s)
+    return _Parser(source, None, tuple(allowed_subsets), segment_tolerance_s).parse(data)
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:
@@ -266,125 +266,168 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _parse(
-    data: Any,
-    source: str,
-    text: str | None,
-    allowed_subsets: tuple[str, ...],
-    tolerance_s: float,
-) -> AnnotationSet:
-    def fail(problem: str, video_id: str | None = None, index: int | None = None) -> NoReturn:
-        line, column = _locate(text, video_id, index)
+class _Parser:
+    """Validates one decoded annotation dict, step by step, in the module docstring's order.
+
+    Args:
+        source: the file path (or ``"<dict>"``) for messages.
+        text: the file's raw text, to locate errors by line and column; ``None`` for a dict.
+        allowed_subsets: the valid ``subset`` values.
+        tolerance_s: seconds a segment may stick out of ``[0, duration]``.
+    """
+
+    def __init__(
+        self, source: str, text: str | None, allowed_subsets: tuple[str, ...], tolerance_s: float
+    ) -> None:
+        self.source = source
+        self.text = text
+        self.allowed_subsets = allowed_subsets
+        self.tolerance_s = tolerance_s
+        self.label_of_id: dict[int, tuple[str, str]] = {}  # label_id -> (label, first video)
+        self.id_of_label: dict[str, tuple[int, str]] = {}  # label -> (label_id, first video)
+
+    def fail(self, problem: str, video_id: str | None = None, index: int | None = None) -> NoReturn:
+        line, column = _locate(self.text, video_id, index)
         raise AnnotationError(
             problem,
-            source=source,
+            source=self.source,
             video_id=video_id,
             annotation_index=index,
             line=line,
             column=column,
         )
 
-    if not isinstance(data, Mapping):
-        fail(f"top level must be an object, got {type(data).__name__}")
-    for key, kind in (("version", str), ("database", Mapping)):
-        if key not in data:
-            fail(f"missing top-level key {key!r}")
-        if not isinstance(data[key], kind):
-            fail(f"top-level {key!r} must be {kind.__name__}, got {type(data[key]).__name__}")
-    label_of_id: dict[int, tuple[str, str]] = {}  # label_id -> (label, first video)
-    id_of_label: dict[str, tuple[int, str]] = {}  # label -> (label_id, first video)
-    videos: dict[str, VideoAnnotation] = {}
-    for video_id, entry in data["database"].items():
-        if not isinstance(entry, Mapping):
-            fail(f"entry must be an object, got {type(entry).__name__}", video_id)
-        for key in ("duration", "subset", "annotations"):
-            if key not in entry:
-                fail(f"missing key {key!r}", video_id)
-        duration = entry["duration"]
-        if not _is_number(duration) or not math.isfinite(duration) or duration <= 0:
-            fail(f"'duration' must be a finite number > 0 seconds, got {duration!r}", video_id)
-        subset = entry["subset"]
-        if subset not in allowed_subsets:
-            fail(f"subset {subset!r} is not one of {list(allowed_subsets)}", video_id)
-        if not isinstance(entry["annotations"], list):
-            fail("'annotations' must be a list", video_id)
+    def parse(self, data: Any) -> AnnotationSet:
+        self.check_top_level(data)
+        videos = {
+            video_id: self.video(video_id, entry) for video_id, entry in data["database"].items()
+        }
+        return AnnotationSet(version=data["version"], videos=videos, labels=self.labels())
+
+    def check_top_level(self, data: Any) -> None:
+        if not isinstance(data, Mapping):
+            self.fail(f"top level must be an object, got {type(data).__name__}")
+        for key, kind in (("version", str), ("database", Mapping)):
+            if key not in data:
+                self.fail(f"missing top-level key {key!r}")
+            if not isinstance(data[key], kind):
+                self.fail(
+                    f"top-level {key!r} must be {kind.__name__}, got {type(data[key]).__name__}"
+                )
+
+    def video(self, video_id: str, entry: Any) -> VideoAnnotation:
+        self.check_video_entry(video_id, entry)
         events: list[Event] = []
         for index, item in enumerate(entry["annotations"]):
-            if not isinstance(item, Mapping):
-                fail(f"must be an object, got {type(item).__name__}", video_id, index)
-            for key in ("segment", "label", "label_id"):
-                if key not in item:
-                    fail(f"missing key {key!r}", video_id, index)
-            segment, label, label_id = item["segment"], item["label"], item["label_id"]
-            if not (
-                isinstance(segment, list | tuple)
-                and len(segment) == 2
-                and all(_is_number(v) and math.isfinite(v) for v in segment)
-            ):
-                fail(
-                    f"'segment' must be [start_s, end_s] of finite numbers, got {segment!r}",
-                    video_id,
-                    index,
-                )
-            start_s, end_s = float(segment[0]), float(segment[1])
-            if not start_s < end_s:
-                fail(
-                    f"segment {segment!r} must have start < end (zero-length events are "
-                    "refused: no prediction can match them)",
-                    video_id,
-                    index,
-                )
-            if start_s < -tolerance_s or end_s > duration + tolerance_s:
-                fail(
-                    f"segment {segment!r} lies outside [0, duration={duration}] by more than "
-                    f"{tolerance_s} s; fix the segment or the duration",
-                    video_id,
-                    index,
-                )
-            start_s, end_s = max(start_s, 0.0), min(end_s, float(duration))
-            if not start_s < end_s:
-                fail(
-                    f"segment {segment!r} is empty once clipped to [0, {duration}]", video_id, index
-                )
-            if not isinstance(label, str) or not label:
-                fail(f"'label' must be a non-empty string, got {label!r}", video_id, index)
-            if not isinstance(label_id, int) or isinstance(label_id, bool) or label_id < 0:
-                fail(f"'label_id' must be an integer >= 0, got {label_id!r}", video_id, index)
-            known_id, first_video = id_of_label.setdefault(label, (label_id, video_id))
-            if known_id != label_id:
-                fail(
-                    f"label {label!r} has label_id {label_id} here but {known_id} in video "
-                    f"{first_video!r}; one label needs one id",
-                    video_id,
-                    index,
-                )
-            known_label, first_video = label_of_id.setdefault(label_id, (label, video_id))
-            if known_label != label:
-                fail(
-                    f"label_id {label_id} is {label!r} here but {known_label!r} in video "
-                    f"{first_video!r}; one id needs one label",
-                    video_id,
-                    index,
-                )
-            event = Event(start_s=start_s, end_s=end_s, label=label, label_id=label_id)
+            event = self.event(video_id, index, item, entry["duration"])
             if event in events:
-                fail(
+                self.fail(
                     f"duplicate of annotation {events.index(event)} (same segment and label); "
                     "remove one",
                     video_id,
                     index,
                 )
             events.append(event)
-        videos[video_id] = VideoAnnotation(
-            video_id=video_id, duration_s=float(duration), subset=subset, events=tuple(events)
+        return VideoAnnotation(
+            video_id=video_id,
+            duration_s=float(entry["duration"]),
+            subset=entry["subset"],
+            events=tuple(events),
         )
-    if not label_of_id:
-        fail("no events at all: the label vocabulary cannot be derived")
-    missing = sorted(set(range(max(label_of_id) + 1)) - set(label_of_id))
-    if missing:
-        fail(
-            f"label_ids must be 0..C-1 without gaps; missing {missing[:10]}"
-            + (" ..." if len(missing) > 10 else "")
-        )
-    labels = tuple(label_of_id[i][0] for i in range(len(label_of_id)))
-    return AnnotationSet(version=data["version"], videos=videos, labels=labels)
+
+    def check_video_entry(self, video_id: str, entry: Any) -> None:
+        if not isinstance(entry, Mapping):
+            self.fail(f"entry must be an object, got {type(entry).__name__}", video_id)
+        for key in ("duration", "subset", "annotations"):
+            if key not in entry:
+                self.fail(f"missing key {key!r}", video_id)
+        duration = entry["duration"]
+        if not _is_number(duration) or not math.isfinite(duration) or duration <= 0:
+            self.fail(f"'duration' must be a finite number > 0 seconds, got {duration!r}", video_id)
+        subset = entry["subset"]
+        if subset not in self.allowed_subsets:
+            self.fail(f"subset {subset!r} is not one of {list(self.allowed_subsets)}", video_id)
+        if not isinstance(entry["annotations"], list):
+            self.fail("'annotations' must be a list", video_id)
+
+    def event(self, video_id: str, index: int, item: Any, duration: float) -> Event:
+        if not isinstance(item, Mapping):
+            self.fail(f"must be an object, got {type(item).__name__}", video_id, index)
+        for key in ("segment", "label", "label_id"):
+            if key not in item:
+                self.fail(f"missing key {key!r}", video_id, index)
+        start_s, end_s = self.segment(item["segment"], duration, video_id, index)
+        label, label_id = item["label"], item["label_id"]
+        self.check_label(label, label_id, video_id, index)
+        return Event(start_s=start_s, end_s=end_s, label=label, label_id=label_id)
+
+    def segment(
+        self, segment: Any, duration: float, video_id: str, index: int
+    ) -> tuple[float, float]:
+        """``[start_s, end_s]`` checked, then clipped to ``[0, duration]``."""
+        if not (
+            isinstance(segment, list | tuple)
+            and len(segment) == 2
+            and all(_is_number(v) and math.isfinite(v) for v in segment)
+        ):
+            self.fail(
+                f"'segment' must be [start_s, end_s] of finite numbers, got {segment!r}",
+                video_id,
+                index,
+            )
+        start_s, end_s = float(segment[0]), float(segment[1])
+        if not start_s < end_s:
+            self.fail(
+                f"segment {segment!r} must have start < end (zero-length events are "
+                "refused: no prediction can match them)",
+                video_id,
+                index,
+            )
+        if start_s < -self.tolerance_s or end_s > duration + self.tolerance_s:
+            self.fail(
+                f"segment {segment!r} lies outside [0, duration={duration}] by more than "
+                f"{self.tolerance_s} s; fix the segment or the duration",
+                video_id,
+                index,
+            )
+        start_s, end_s = max(start_s, 0.0), min(end_s, float(duration))
+        if not start_s < end_s:
+            self.fail(
+                f"segment {segment!r} is empty once clipped to [0, {duration}]", video_id, index
+            )
+        return start_s, end_s
+
+    def check_label(self, label: Any, label_id: Any, video_id: str, index: int) -> None:
+        """A non-empty label and an id >= 0, each consistent with the other's earlier uses."""
+        if not isinstance(label, str) or not label:
+            self.fail(f"'label' must be a non-empty string, got {label!r}", video_id, index)
+        if not isinstance(label_id, int) or isinstance(label_id, bool) or label_id < 0:
+            self.fail(f"'label_id' must be an integer >= 0, got {label_id!r}", video_id, index)
+        known_id, first_video = self.id_of_label.setdefault(label, (label_id, video_id))
+        if known_id != label_id:
+            self.fail(
+                f"label {label!r} has label_id {label_id} here but {known_id} in video "
+                f"{first_video!r}; one label needs one id",
+                video_id,
+                index,
+            )
+        known_label, first_video = self.label_of_id.setdefault(label_id, (label, video_id))
+        if known_label != label:
+            self.fail(
+                f"label_id {label_id} is {label!r} here but {known_label!r} in video "
+                f"{first_video!r}; one id needs one label",
+                video_id,
+                index,
+            )
+
+    def labels(self) -> tuple[str, ...]:
+        """The vocabulary: ``labels[label_id]``, ids ``0..C-1`` without gaps."""
+        if not self.label_of_id:
+            self.fail("no events at all: the label vocabulary cannot be derived")
+        missing = sorted(set(range(max(self.label_of_id) + 1)) - set(self.label_of_id))
+        if missing:
+            self.fail(
+                f"label_ids must be 0..C-1 without gaps; missing {missing[:10]}"
+                + (" ..." if len(missing) > 10 else "")
+            )
+        return tuple(self.label_of_id[i][0] for i in range(len(self.label_of_id)))

@@ -29,9 +29,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from models import check_detector_config
+from pipeline.cli import user_errors
 from pipeline.detection.report import RunRecord, load_run
-from pipeline.spatial.data import read_json
-from pipeline.spatial.table import display_name
+from pipeline.display_names import spatial_display_name
+from pipeline.io import read_json
 
 DETECTION_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9")
 SPATIAL_METRICS = (  # (key, title); higher is better for all
@@ -43,19 +45,20 @@ SPATIAL_METRICS = (  # (key, title); higher is better for all
 
 
 def describe_detector(model: Mapping[str, Any] | None) -> str:
-    """A short name of a detection run's model config (``name``, modalities, neck)."""
+    """A short name of a detection run's model config (``name``, modalities, neck), read from
+    the config as :func:`models.check_detector_config` resolves it, so an omitted key takes
+    the model's own default."""
     if not model:
         return "–"
-    modalities = list(model.get("modalities", []))
-    neck = model.get("neck") or {}
+    model = check_detector_config(model)
+    modalities = list(model["modalities"])
     if model["name"] == "loco":
-        attention = model.get("cross_attention", "cdp")
-        lcc = "no LCC" if model.get("lcc_weight", 0.1) == 0 else "LCC"
-        return f"LoCo ({attention} cross-attention, {lcc})"
+        lcc = "no LCC" if model["lcc_weight"] == 0 else "LCC"
+        return f"LoCo ({model['cross_attention']} cross-attention, {lcc})"
     if model["name"] != "actionformer":
         return model["name"]
-    if neck.get("name") == "mravff":
-        gate = "gated" if neck.get("gate", True) else "no gate"
+    if model["neck"]["name"] == "mravff":
+        gate = "gated" if model["neck"]["gate"] else "no gate"
         return f"ActionFormer + MRAV-FF ({gate})"
     if modalities == ["audio"]:
         return "ActionFormer, audio only"
@@ -126,7 +129,7 @@ def spatial_rows(spatial: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, stats in spatial["methods"].items():
         row = {
-            "name": display_name(name, stats["method"]),
+            "name": spatial_display_name(name, stats["method"]),
             "seeds": len(stats["seeds"]),
             "num_parameters": stats["num_parameters"],
             "train_cpu_seconds": stats["mean"]["train_cpu_seconds"],
@@ -313,6 +316,7 @@ def _optional_json(path: str | None, what: str) -> dict[str, Any] | None:
     return None if path is None else read_json(path, what)
 
 
+@user_errors(KeyError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--title", required=True, help="data set name for the heading")
@@ -322,22 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Markdown file to write")
     parser.add_argument("--json", required=True, help="JSON file to write")
     args = parser.parse_args(argv)
-    try:
-        text, numbers = build_comparison(
-            args.title,
-            args.runs,
-            _optional_json(args.segments, "segment metrics"),
-            _optional_json(args.spatial, "spatial metrics"),
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyError as err:
-        print(
-            f"error: an input file lacks the key {err}; rerun the step that wrote it",
-            file=sys.stderr,
-        )
-        return 1
+    text, numbers = build_comparison(
+        args.title,
+        args.runs,
+        _optional_json(args.segments, "segment metrics"),
+        _optional_json(args.spatial, "spatial metrics"),
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     Path(args.json).write_text(json.dumps(numbers, indent=1))

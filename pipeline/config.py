@@ -7,7 +7,6 @@ descriptions; the Snakefile validates against the same file with ``snakemake.uti
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+from models.keys import check_keys
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
@@ -74,6 +75,8 @@ def validate_config(config: Mapping[str, Any], *, source: str = "config") -> dic
         raise ConfigError(f"{source}: invalid value at '{key}': {error.message}")
     _check_run_overrides(resolved, schema, source)
     _check_segments(resolved["segments"], source)
+    _check_encoders(resolved["extraction"], source)
+    _check_models(resolved, source)
     for task in ("segments", "spatial"):
         if resolved[task]["enabled"] is True and (missing := _task_missing(resolved, task)):
             raise ConfigError(
@@ -174,23 +177,71 @@ def _check_segments(segments: Mapping[str, Any], source: str) -> None:
 
 
 def _check_run_overrides(config: dict[str, Any], schema: dict[str, Any], source: str) -> None:
-    training_keys = schema["definitions"]["training"]["properties"]
     for run_name, run in config["runs"].items():
-        unknown = sorted(set(run.get("training", {})) - set(training_keys))
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key runs.{run_name}.training.{unknown[0]}; "
-                f"valid keys: {', '.join(sorted(training_keys))}"
+        where = f"runs.{run_name}.training"
+        try:
+            check_keys(
+                run.get("training", {}), schema["definitions"]["training"]["properties"], where
             )
-        merged = {**config["training"], **run.get("training", {})}
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema["definitions"]["training"]).iter_errors(merged)
-        )
-        if error is not None:
-            raise ConfigError(
-                f"{source}: invalid value at 'runs.{run_name}.training.{_key_path(error)}': "
-                f"{error.message}"
-            )
+            resolve_training({**config["training"], **run.get("training", {})}, where)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+
+def resolve_training(training: Mapping[str, Any], where: str = "training") -> dict[str, Any]:
+    """A copy of a detection run's training block with the schema's defaults filled in, checked
+    against the schema's ``definitions.training`` (the same check at DAG build and in the job).
+
+    Raises:
+        ValueError: naming ``where`` and the key of an unknown or invalid value.
+    """
+    schema = load_schema()["definitions"]["training"]
+    check_keys(training, schema["properties"], where)
+    resolved = copy.deepcopy(dict(training))
+    for key, spec in schema["properties"].items():
+        resolved.setdefault(key, copy.deepcopy(spec["default"]))
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(resolved)
+    )
+    if error is not None:
+        key = ".".join([where, *map(str, error.absolute_path)])
+        raise ValueError(f"invalid value at '{key}': {error.message}")
+    return resolved
+
+
+def _check_encoders(extraction: Mapping[str, Any], source: str) -> None:
+    """The extraction's encoder names and option keys, before any video is decoded (imports
+    the encoder's module, not its weights)."""
+    from pipeline.encoders.registry import AUDIO_ENCODERS, VISUAL_ENCODERS
+
+    for modality, registry in (("visual", VISUAL_ENCODERS), ("audio", AUDIO_ENCODERS)):
+        cfg, where = extraction[modality], f"extraction.{modality}"
+        try:
+            if cfg["name"] not in registry:
+                raise ValueError(
+                    f"'{where}.name' is {cfg['name']!r}; valid names: {', '.join(registry.names())}"
+                )
+            options = {key: value for key, value in cfg.items() if key != "name"}
+            check_keys(options, registry.config_keys(cfg["name"]), where)
+        except (ValueError, ImportError) as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+
+def _check_models(config: Mapping[str, Any], source: str) -> None:
+    """Every detection run's model and every spatial localiser's options (names, keys, the
+    values the constructors check), without building a model: a typo fails the DAG's build,
+    not a job after the extraction."""
+    from models.checks import check_detector_config, check_localiser_config
+
+    try:
+        for name, run in config["runs"].items():
+            if "model" in run:  # a missing model is the schema's error
+                check_detector_config(run["model"], f"runs.{name}.model")
+        for name, run in config["spatial"]["runs"].items():
+            where = f"spatial.runs.{name}.model"
+            check_localiser_config({"name": run["method"], **run["model"]}, where)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -208,12 +259,6 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         else:
             config[key] = value
     return validate_config(config, source=str(path))
-
-
-def stable_hash(value: Any, length: int = 12) -> str:
-    """Hash of a JSON-serialisable value, independent of key order."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def extraction_settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,6 +286,42 @@ def segment_settings(config: Mapping[str, Any], step: str, name: str = "") -> di
     if step == "run":
         return {**segments["classifier"], **segments["runs"][name]["classifier"]}
     raise ValueError(f"unknown segment step {step!r}; expected clips, pretraining or run")
+
+
+def spatial_settings(config: Mapping[str, Any], run_name: str) -> dict[str, Any]:
+    """The resolved settings of one spatial run: its localiser and the shared training block."""
+    spatial = config["spatial"]
+    if run_name not in spatial["runs"]:
+        raise ConfigError(
+            f"unknown spatial run '{run_name}'; configured runs: {', '.join(spatial['runs'])}"
+        )
+    run = spatial["runs"][run_name]
+    return {"method": run["method"], "model": copy.deepcopy(run["model"]), **spatial["training"]}
+
+
+def settings_argument(text: str, flag: str = "--settings") -> dict[str, Any]:
+    """A job's resolved settings as given on its command line: a JSON object or a JSON file.
+
+    Every config-driven job (extraction, detection training, the segment and spatial steps)
+    receives its settings this way, resolved by this module (:func:`run_config`,
+    :func:`segment_settings`, :func:`spatial_settings`, :func:`extraction_settings`).
+
+    Raises:
+        ValueError: naming ``flag``, when the text is neither a JSON object nor a readable JSON
+            file holding one.
+    """
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"{flag}: {text!r} is neither a JSON object nor an existing file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} is not valid JSON ({err}): {text[:200]!r}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {type(settings).__name__}")
+    return settings
 
 
 def run_config(config: Mapping[str, Any], run_name: str) -> dict[str, Any]:

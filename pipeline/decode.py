@@ -1,4 +1,4 @@
-"""Video and audio decoding onto one time axis, and the snippet grid.
+"""Video and audio decoding onto one time axis, the snippet grid and the frames it samples.
 
 The time axis is the one :mod:`pipeline.probe` defines: second 0 is the first presentation
 timestamp of the video stream (of the audio stream in audio-only files) and the axis ends
@@ -41,6 +41,7 @@ __all__ = [
     "NoAudioStream",
     "VideoInfo",
     "ffmpeg_executable",
+    "frame_indices",
     "iter_frames",
     "probe",
     "read_audio",
@@ -224,3 +225,16 @@ def snippet_grid(duration_s: float, window_s: float, stride_s: float) -> np.ndar
     num_snippets = math.floor((duration_s - window_s) / stride_s + 1e-9) + 1
     starts = np.arange(num_snippets, dtype=np.float64) * stride_s  # (T,)
     return np.stack([starts, starts + window_s], axis=1)  # (T, 2)
+
+
+def frame_indices(timestamps: np.ndarray, frames_per_snippet: int, fps: float) -> np.ndarray:
+    """(T, F) indices into the stream resampled to ``fps`` of the frames sampled per snippet.
+
+    Frame j of snippet k is taken at ``start_k + (j + 0.5) * window / F``, the centre of the j-th
+    of F equal parts of the window, and rounded down to the resampled frame shown at that time.
+    """
+    starts = timestamps[:, :1]  # (T, 1)
+    windows = timestamps[:, 1:] - starts  # (T, 1)
+    offsets = (np.arange(frames_per_snippet) + 0.5) / frames_per_snippet  # (F,)
+    times = starts + windows * offsets  # (T, F)
+    return np.floor(times * fps + 1e-6).astype(np.int64)

@@ -24,10 +24,25 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import stable_hash
-from pipeline.decode import DecodeError, NoAudioStream, iter_frames, probe, read_audio, snippet_grid
-from pipeline.encoders import AudioEncoder, VisualEncoder, build_audio_encoder, build_visual_encoder
+from pipeline.cli import user_errors
+from pipeline.decode import (
+    DecodeError,
+    NoAudioStream,
+    frame_indices,
+    iter_frames,
+    probe,
+    read_audio,
+    snippet_grid,
+)
+from pipeline.encoders import (
+    AudioEncoder,
+    MissingWeightsError,
+    VisualEncoder,
+    build_audio_encoder,
+    build_visual_encoder,
+)
 from pipeline.ids import check_video_id
+from pipeline.io import stable_hash
 from pipeline.store import VideoFeatures, is_complete, write_store
 
 log = logging.getLogger(__name__)
@@ -44,26 +59,14 @@ def settings_hash(
     )
 
 
-def frame_indices(timestamps: np.ndarray, frames_per_snippet: int, fps: float) -> np.ndarray:
-    """(T, F) indices into the stream resampled to ``fps`` of the frames sampled per snippet.
-
-    Frame j of snippet k is taken at ``start_k + (j + 0.5) * window / F``, the centre of the j-th
-    of F equal parts of the window, and rounded down to the resampled frame shown at that time.
-    """
-    starts = timestamps[:, :1]  # (T, 1)
-    windows = timestamps[:, 1:] - starts  # (T, 1)
-    offsets = (np.arange(frames_per_snippet) + 0.5) / frames_per_snippet  # (F,)
-    times = starts + windows * offsets  # (T, F)
-    return np.floor(times * fps + 1e-6).astype(np.int64)
-
-
 def iter_clips(
     frames: Iterator[np.ndarray], indices: np.ndarray
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(snippet, clip)`` in snippet order, clip (F, H, W, 3), keeping few frames in memory.
 
-    ``indices`` (T, F) must be non-decreasing along T, as :func:`frame_indices` gives. Indices
-    past the end of the stream take its last frame (the probed duration can overrun the frames).
+    ``indices`` (T, F) must be non-decreasing along T, as :func:`pipeline.decode.frame_indices`
+    gives. Indices past the end of the stream take its last frame (the probed duration can
+    overrun the frames).
     """
     needed = set(indices.ravel().tolist())
     buffer: dict[int, np.ndarray] = {}
@@ -267,6 +270,7 @@ def extract_shard(
     return manifest
 
 
+@user_errors(DecodeError, MissingWeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="+", help="video files of the shard")
@@ -278,19 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        manifest = extract_shard(
-            args.videos,
-            settings=json.loads(args.settings),
-            out_dir=args.out_dir,
-            manifest_path=args.manifest,
-            on_error=args.on_error,
-            batch_size=args.batch_size,
-            device=args.device,
-        )
-    except (DecodeError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    manifest = extract_shard(
+        args.videos,
+        settings=json.loads(args.settings),
+        out_dir=args.out_dir,
+        manifest_path=args.manifest,
+        on_error=args.on_error,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     done = len(manifest["videos"])
     print(f"extracted shard: {done} stores, {len(manifest['failed'])} failed")
     return 0

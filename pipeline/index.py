@@ -1,8 +1,12 @@
 """The dataset-level index of an extraction, and feature statistics computed lazily with dask.
 
-``index.json`` lists every extracted video (store path relative to the index, snippet count,
-duration, ``audio_present``) and every video that failed; ``stats.json`` holds the per-dimension
-mean and standard deviation of each modality over the training split, used for normalisation.
+``index.json`` records what later stages need to know about the features without opening a store:
+the extraction ``settings`` (what :func:`pipeline.extract.extract_video` takes, so a trained model
+can re-extract a new video alike; ``null`` for imported features), ``config_hash``, the grid
+(``fps``, ``window_s``, ``stride_s``), the encoders and their ``dims``, every extracted video
+(store path relative to the index, snippet count, duration, ``audio_present``) and every video that
+failed. ``stats.json`` holds the per-dimension mean and standard deviation of each modality over
+the training split, used for normalisation.
 """
 
 from __future__ import annotations
@@ -17,20 +21,23 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from pipeline.store import StoreError, open_store
-
-MODALITIES = ("visual", "audio")
+from pipeline.cli import user_errors
+from pipeline.store import MODALITIES, StoreError, StoreInfo, open_store
 
 
 def build_index(
     manifest_paths: Sequence[str | Path], *, index_path: str | Path, dataset: str, encoder_set: str
 ) -> dict[str, Any]:
-    """Merge shard manifests into ``index.json``; every store is opened to check it is complete."""
+    """Merge shard manifests into ``index.json``; every store is opened to check it is complete.
+
+    The grid, encoders and extraction settings are the first store's (all stores share them: they
+    are hashed into the ``config_hash`` every store must match).
+    """
     index_path = Path(index_path)
     root = index_path.parent
     videos: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
-    first_attrs: dict[str, Any] | None = None
+    first: StoreInfo | None = None
     first_manifest: tuple[str | Path, str] | None = None  # (path, config hash) of the first shard
     for manifest_path in manifest_paths:
         manifest = json.loads(Path(manifest_path).read_text())
@@ -43,32 +50,31 @@ def build_index(
             )
         failed.update(manifest["failed"])
         for video_id, entry in manifest["videos"].items():
-            group = open_store(root / entry["store"])
-            attrs = dict(group.attrs)
-            if attrs["config_hash"] != manifest["config_hash"]:
+            info = open_store(root / entry["store"]).info
+            if info.config_hash != manifest["config_hash"]:
                 raise StoreError(
-                    f"{root / entry['store']} was written with settings {attrs['config_hash']}, "
+                    f"{root / entry['store']} was written with settings {info.config_hash}, "
                     f"but {manifest_path} expects {manifest['config_hash']}; extract it again"
                 )
-            first_attrs = first_attrs or attrs
+            first = first or info
             videos[video_id] = {
                 "store": entry["store"],
-                "num_snippets": int(attrs["num_snippets"]),
-                "duration_s": float(attrs["video"]["duration_s"]),
-                "audio_present": bool(attrs["audio_present"]),
+                "num_snippets": info.num_snippets,
+                "duration_s": info.require("duration_s"),
+                "audio_present": info.audio_present,
             }
-    if first_attrs is None:
+    if first is None:
         raise StoreError(f"no video was extracted for {index_path}; see the failed list {failed}")
-    encoders = first_attrs["encoders"]
     index = {
         "dataset": dataset,
         "encoder_set": encoder_set,
-        "config_hash": first_attrs["config_hash"],
-        "fps": first_attrs["fps"],
-        "window_s": first_attrs["window_s"],
-        "stride_s": first_attrs["stride_s"],
-        "dims": {name: int(encoders[name]["dim"]) for name in MODALITIES},
-        "encoders": encoders,
+        "config_hash": first.config_hash,
+        "fps": first.fps,
+        "window_s": first.window_s,
+        "stride_s": first.stride_s,
+        "dims": first.dims,
+        "encoders": first.encoders,
+        "settings": first.settings,
         "videos": dict(sorted(videos.items())),
         "failed": dict(sorted(failed.items())),
     }
@@ -121,6 +127,7 @@ def write_statistics(
     return stats
 
 
+@user_errors(StoreError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifests", nargs="+", help="shard manifests")
@@ -130,17 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--encoder-set", required=True)
     args = parser.parse_args(argv)
-    try:
-        index = build_index(
-            args.manifests,
-            index_path=args.index,
-            dataset=args.dataset,
-            encoder_set=args.encoder_set,
-        )
-        write_statistics(args.index, args.stats, args.annotations)
-    except (StoreError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    index = build_index(
+        args.manifests,
+        index_path=args.index,
+        dataset=args.dataset,
+        encoder_set=args.encoder_set,
+    )
+    write_statistics(args.index, args.stats, args.annotations)
     print(f"indexed {len(index['videos'])} videos, {len(index['failed'])} failed")
     for video_id, message in index["failed"].items():
         print(f"  failed: {video_id}: {message}")

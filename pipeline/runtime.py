@@ -1,8 +1,11 @@
-"""Training checkpoints that load with ``torch.load(..., weights_only=True)``.
+"""The shared torch runtime: devices, seeding, deterministic kernels and training checkpoints.
 
-Everything saved is a tensor or a plain Python value (dict, list, tuple, str, int, float, bool,
-None): random-number-generator states are converted (numpy's key array to a tensor), so that a
-checkpoint never needs the unsafe pickle loader.
+Checkpoints load with ``torch.load(..., weights_only=True)``: everything saved is a tensor or a
+plain Python value (dict, list, tuple, str, int, float, bool, None); random-number-generator
+states are converted (numpy's key array to a tensor), so that a checkpoint never needs the
+unsafe pickle loader.
+
+This module imports torch: the weight-free classic encoders never import it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.io import atomic_path
+
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        torch.save(state, partial)
     return path
 
 
@@ -98,14 +100,37 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: the GPU when one is present, else the CPU; otherwise the named device."""
-    if name == "auto":
+def resolve_device(device: str) -> torch.device:
+    """Turn a device setting (``training.device``, ``extraction.device``) into a torch device.
+
+    Args:
+        device: ``"auto"`` (the GPU when one is present, else the CPU), ``"cpu"``, ``"cuda"``
+            or ``"cuda:N"``.
+
+    Raises:
+        ValueError: the string is not one of these, or CUDA (or GPU ``N``) is asked for but
+            not present.
+    """
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but no CUDA device is present; use auto")
-    return device
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        index_text = device.partition(":")[2]
+        if index_text and not index_text.isdigit():
+            raise ValueError(f"device {device!r}: expected 'cuda:N' with an integer N")
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} requested but CUDA is not available here; "
+                "use device 'cpu' or 'auto'"
+            )
+        if index_text and int(index_text) >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} CUDA "
+                "device(s) are visible"
+            )
+        return torch.device(device)
+    raise ValueError(f"device {device!r} not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def _comparable(run_cfg: dict[str, Any]) -> str:

@@ -9,8 +9,14 @@ Layout of ``{video_id}.zarr`` (all arrays chunked along T only, about 1 MiB a ch
 - ``visual_grid`` (T, H', W', Dg) float32, optional: patch grid for sound-source localisation
 
 Attributes: ``video_id``, ``fps``, ``window_s``, ``stride_s``, ``sample_rate``, ``encoders``
-(``{"visual": {...config, "dim"}, "audio": {...}}``), ``config_hash``, ``video`` (probed
-metadata), ``audio_present``, ``num_snippets``, ``format_version`` and, written last, ``complete``.
+(``{"visual": {...config, "dim"}, "audio": {...}}``), ``settings`` (the extraction settings;
+absent from imported stores), ``config_hash``, ``video`` (probed metadata), ``source`` (the video
+file), ``audio_present``, ``num_snippets``, ``format_version`` and, written last, ``complete``.
+
+Every reader goes through :func:`open_store` (typed attributes, arrays read lazily) or
+:func:`read_store` (arrays loaded into memory): the attributes are parsed and cast once, into a
+:class:`StoreInfo`, and a missing or mistyped one raises :class:`StoreError` naming the store and
+the key.
 
 A store is written under a temporary name in the same folder and renamed into place when complete,
 so a killed job never leaves a store that :func:`is_complete` accepts.
@@ -25,7 +31,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +43,148 @@ FORMAT_VERSION = 1
 CHUNK_BYTES = 1 << 20  # Zarr's advice: chunks of about 1 MiB
 REQUIRED_ARRAYS = ("visual", "audio", "timestamps", "centres")
 REQUIRED_ATTRS = ("video_id", "window_s", "stride_s", "config_hash", "audio_present")
+MODALITIES = ("visual", "audio")
+# StoreInfo fields that may be absent, and the attribute each one is read from
+OPTIONAL_KEYS = {
+    "fps": "fps",
+    "sample_rate": "sample_rate",
+    "duration_s": "video.duration_s",
+    "video_fps": "video.fps",
+    "frame_size": "video.width/video.height",
+    "video_path": "source",
+    "settings": "settings",
+}
 
 
 class StoreError(RuntimeError):
     """A feature store is missing, incomplete or inconsistent; the message names its path."""
 
 
+def _attribute_error(where: str, key: str, problem: str) -> StoreError:
+    return StoreError(f"{where}: attribute {key!r} {problem}; extract (or import) the video again")
+
+
+def _number(where: str, key: str, value: Any, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _attribute_error(where, key, f"is {value!r}, not a finite number")
+    if positive and value <= 0:
+        raise _attribute_error(where, key, f"is {value!r}, not a positive number")
+    return float(value)
+
+
+def _typed(where: str, key: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+        raise _attribute_error(where, key, f"is {value!r}, not of type {kind.__name__}")
+    return value
+
+
+def _encoders(where: str, value: Any) -> dict[str, dict[str, Any]]:
+    _typed(where, "encoders", value, dict)
+    for modality, config in value.items():
+        _typed(where, f"encoders.{modality}", config, dict)
+        if "dim" in config:
+            _typed(where, f"encoders.{modality}.dim", config["dim"], int)
+    return value
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """A feature store's attributes, typed; built by :meth:`from_attrs`, which refuses a missing
+    required attribute or a mistyped one with a :class:`StoreError` naming the store and the key.
+
+    Attributes an importer may leave out are ``None`` (see :data:`OPTIONAL_KEYS`);
+    :meth:`require` reads one that a stage cannot do without.
+    """
+
+    where: str  # the store's path (or what the attributes came from), named in errors
+    video_id: str
+    window_s: float  # seconds each snippet sees
+    stride_s: float  # seconds between consecutive snippets
+    config_hash: str  # hash of the extraction (or import) settings and the encoders' configs
+    audio_present: bool  # False: the video has no audio stream, its audio rows are zeros
+    num_snippets: int  # T, the rows of every array
+    fps: float | None = None  # frame rate the visual encoder sampled (None: a release omits it)
+    sample_rate: int | None = None  # audio sample rate in Hz
+    duration_s: float | None = None  # the video's duration (``video.duration_s``)
+    video_fps: float | None = None  # the source video's frame rate (``video.fps``)
+    frame_size: tuple[int, int] | None = None  # (width, height) of the source video's frames
+    video_path: str | None = None  # the video file the features were extracted from
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> config, dim
+    settings: dict[str, Any] | None = None  # extraction settings (pipeline.extract); None: import
+    has_visual_grid: bool = False  # the store holds a ``visual_grid`` array
+    attrs: dict[str, Any] = field(default_factory=dict, repr=False)  # every attribute as stored
+
+    @classmethod
+    def from_attrs(
+        cls, attrs: Mapping[str, Any], *, where: str, num_snippets: int | None = None
+    ) -> StoreInfo:
+        """Parse and cast a store's attributes; ``num_snippets`` stands in for an absent one."""
+        attrs = dict(attrs)
+        if num_snippets is not None:
+            attrs.setdefault("num_snippets", num_snippets)
+        for key in (*REQUIRED_ATTRS, "num_snippets"):
+            if key not in attrs:
+                raise _attribute_error(where, key, "is missing")
+        video = _typed(where, "video", attrs.get("video", {}), dict)
+        optional: dict[str, Any] = {}
+        if attrs.get("fps") is not None:
+            optional["fps"] = _number(where, "fps", attrs["fps"], positive=True)
+        if attrs.get("sample_rate") is not None:
+            optional["sample_rate"] = _typed(where, "sample_rate", attrs["sample_rate"], int)
+        if video.get("duration_s") is not None:
+            duration = _number(where, "video.duration_s", video["duration_s"], positive=False)
+            optional["duration_s"] = duration
+        if video.get("fps") is not None:
+            optional["video_fps"] = _number(where, "video.fps", video["fps"], positive=False)
+        if "width" in video and "height" in video:
+            size = (video["width"], video["height"])
+            optional["frame_size"] = tuple(
+                _typed(where, f"video.{key}", value, int)
+                for key, value in zip(("width", "height"), size, strict=True)
+            )
+        if attrs.get("source", video.get("path")) is not None:
+            optional["video_path"] = str(attrs.get("source", video.get("path")))
+        if attrs.get("settings") is not None:
+            optional["settings"] = _typed(where, "settings", attrs["settings"], dict)
+        return cls(
+            where=where,
+            video_id=_typed(where, "video_id", attrs["video_id"], str),
+            window_s=_number(where, "window_s", attrs["window_s"], positive=True),
+            stride_s=_number(where, "stride_s", attrs["stride_s"], positive=True),
+            config_hash=_typed(where, "config_hash", attrs["config_hash"], str),
+            audio_present=_typed(where, "audio_present", attrs["audio_present"], bool),
+            num_snippets=_typed(where, "num_snippets", attrs["num_snippets"], int),
+            encoders=_encoders(where, attrs.get("encoders", {})),
+            has_visual_grid=_typed(
+                where, "has_visual_grid", attrs.get("has_visual_grid", False), bool
+            ),
+            attrs=attrs,
+            **optional,
+        )
+
+    def require(self, name: str) -> Any:
+        """The value of the optional field ``name``; :class:`StoreError` when the store lacks it."""
+        value = getattr(self, name)
+        if value is None:
+            raise _attribute_error(self.where, OPTIONAL_KEYS[name], "is missing")
+        return value
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Feature width of each modality, from ``encoders.{modality}.dim``."""
+        for modality in MODALITIES:
+            if "dim" not in self.encoders.get(modality, {}):
+                raise _attribute_error(self.where, f"encoders.{modality}.dim", "is missing")
+        return {modality: int(self.encoders[modality]["dim"]) for modality in MODALITIES}
+
+
 @dataclass(frozen=True)
 class VideoFeatures:
-    """The contents of one video's feature store, loaded into memory."""
+    """The contents of one video's feature store, loaded into memory.
+
+    Args:
+        info: the typed attributes; parsed from ``attrs`` when not given.
+    """
 
     video_id: str
     visual: np.ndarray  # (T, Dv) float32
@@ -53,6 +192,14 @@ class VideoFeatures:
     timestamps: np.ndarray  # (T, 2) float64, [start_s, end_s]
     attrs: dict[str, Any]
     visual_grid: np.ndarray | None = None  # (T, H', W', Dg) float32
+    info: StoreInfo = field(default=None, repr=False)  # set by __post_init__ when not given
+
+    def __post_init__(self) -> None:
+        if self.info is None:  # features in memory: typed as a store would hold them
+            where = f"features of video {self.video_id}"
+            attrs = _json_ready(self.attrs)  # numpy scalars -> plain types, as write_store does
+            info = StoreInfo.from_attrs(attrs, where=where, num_snippets=self.num_snippets)
+            object.__setattr__(self, "info", info)
 
     @property
     def num_snippets(self) -> int:
@@ -184,8 +331,61 @@ def write_store(
     return path
 
 
-def open_store(path: str | Path) -> zarr.Group:
-    """Open a finished store read-only for lazy access; refuse missing or unfinished ones."""
+@dataclass(frozen=True)
+class FeatureStore:
+    """A finished store opened for lazy reading: its typed attributes and its Zarr arrays.
+
+    ``store["visual"]`` is the Zarr array (index it to read rows, e.g. ``store["visual"][a:b]``);
+    :meth:`read` loads the arrays into memory.
+
+    Args:
+        path: the ``{video_id}.zarr`` folder.
+        info: its attributes, typed.
+        group: the Zarr group, opened read-only.
+    """
+
+    path: Path
+    info: StoreInfo
+    group: zarr.Group = field(repr=False)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.group
+
+    def __getitem__(self, name: str) -> zarr.Array:
+        if name not in self.group:
+            raise StoreError(f"{self.path} has no array {name!r}; extract it again")
+        return self.group[name]
+
+    def read(self, *, with_grid: bool = False) -> VideoFeatures:
+        """Load the visual, audio and timestamp arrays (and ``visual_grid`` when ``with_grid``);
+        rows that disagree with the timestamps, NaN or infinite values raise :class:`StoreError`."""
+        visual_grid = None
+        if with_grid:
+            if "visual_grid" not in self.group:
+                raise StoreError(
+                    f"{self.path} has no visual_grid; extract with `extraction.visual_grid: true`"
+                )
+            visual_grid = self.group["visual_grid"][...]
+        arrays = {name: self.group[name][...] for name in ("visual", "audio", "timestamps")}
+        _check_shapes(self.path, {**arrays, "visual_grid": visual_grid})
+        return VideoFeatures(
+            video_id=self.info.video_id,
+            visual=arrays["visual"],
+            audio=arrays["audio"],
+            timestamps=arrays["timestamps"],
+            attrs=self.info.attrs,
+            visual_grid=visual_grid,
+            info=self.info,
+        )
+
+
+def open_store(path: str | Path) -> FeatureStore:
+    """Open a finished store read-only: typed attributes now, arrays read lazily.
+
+    Raises:
+        StoreError: the store is missing, unfinished, lacks an array or has a missing or
+            mistyped attribute; the message names the store (and the attribute).
+    """
     path = Path(path)
     if not path.exists():
         raise StoreError(f"feature store {path} does not exist; run the extraction stage first")
@@ -193,39 +393,26 @@ def open_store(path: str | Path) -> zarr.Group:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, ValueError, KeyError) as err:
         raise StoreError(f"{path} is not a readable Zarr feature store: {err}") from err
-    if not group.attrs.get("complete", False):
+    attrs = dict(group.attrs)
+    if not attrs.get("complete", False):
         raise StoreError(f"{path} is incomplete (its writer was interrupted); extract it again")
     missing = [name for name in REQUIRED_ARRAYS if name not in group]
     if missing:
         raise StoreError(f"{path} lacks arrays {missing}; extract it again")
-    return group
+    return FeatureStore(path=path, info=StoreInfo.from_attrs(attrs, where=str(path)), group=group)
 
 
 def is_complete(path: str | Path, config_hash: str | None = None) -> bool:
-    """True when ``path`` is a finished store, written with ``config_hash`` when one is given."""
+    """True when ``path`` is a finished, readable store, written with ``config_hash`` when one
+    is given."""
     try:
-        group = open_store(path)
+        store = open_store(path)
     except StoreError:
         return False
-    return config_hash is None or group.attrs.get("config_hash") == config_hash
+    return config_hash is None or store.info.config_hash == config_hash
 
 
 def read_store(path: str | Path, *, with_grid: bool = False) -> VideoFeatures:
-    """Load one store into memory (the visual grid only when ``with_grid``)."""
-    group = open_store(path)
-    attrs = dict(group.attrs)
-    visual_grid = None
-    if with_grid:
-        if "visual_grid" not in group:
-            raise StoreError(
-                f"{path} has no visual_grid; extract with `extraction.visual_grid: true`"
-            )
-        visual_grid = group["visual_grid"][...]
-    return VideoFeatures(
-        video_id=str(attrs["video_id"]),
-        visual=group["visual"][...],
-        audio=group["audio"][...],
-        timestamps=group["timestamps"][...],
-        attrs=attrs,
-        visual_grid=visual_grid,
-    )
+    """Load one store into memory (the visual grid only when ``with_grid``); see
+    :meth:`FeatureStore.read`."""
+    return open_store(path).read(with_grid=with_grid)

@@ -276,6 +276,28 @@ def test_unknown_key_fails_before_any_work(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ({"runs": {"loco": {"model": {"name": "loco", "cdp_windw": 4}}}},
+         "runs.loco.model.cdp_windw"),
+        ({"extraction": {"shard_size": 3, "visual": {"name": "classic", "hue_bin": 4}}},
+         "extraction.visual.hue_bin"),
+        ({"spatial": {"runs": {"s": {"method": "m2vsl", "model": {"pool_factor": [1]}}}}},
+         "spatial.runs.s.model.pool_factor"),
+        ({"segments": {"runs": {"t": {"model": "tacma", "classifier": {"thetta": 1}}}}},
+         "segments.runs.t.classifier.thetta"),
+    ],
+)  # fmt: skip
+def test_component_option_typo_fails_the_dry_run(tmp_path, section, named):
+    """A model, encoder, localiser or classifier option is checked when the DAG is built."""
+    write_config(tmp_path, {**TINY_CONFIG, **section})
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    assert f"unknown key '{named}'" in result.stdout and "config.yaml" in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
 def _videos_config(videos_dir: Path, **extraction) -> dict:
     return {
         "dataset": {"name": "vids", "source": "videos", "videos_dir": str(videos_dir)},

@@ -1,6 +1,7 @@
 """The LoCo detector (Xing et al., "Locality-aware Cross-modal Correspondence Learning for
 Dense Audio-Visual Events Localization", arXiv 2409.07967), registered as ``loco`` in
-``DETECTORS`` with ActionFormerDetector's contract, so the same training loop trains it.
+``DETECTORS``: a :class:`~models.detector_base.TemporalDetector`, so the same training loop
+trains it.
 
 Pipeline: unimodal encoders (``models.loco.encoders``) -> LCC loss on their outputs
 (``models.loco.lcc``) -> cross-modal feature pyramid with CDP (``models.loco.pyramid``,
@@ -8,7 +9,8 @@ Pipeline: unimodal encoders (``models.loco.encoders``) -> LCC loss on their outp
 (``models.heads``) and class-aware regression head (``models.loco.heads``). Losses: sigmoid
 focal (classification), generalised IoU (regression, class-aware), ``lcc_weight * LCC``;
 the first two divided by an EMA of the positive (point, class) pairs (ActionFormer Sec.
-3.4). Inference: per-class Soft-NMS (``models.postprocessing``).
+3.4; the base class's). Inference: per-class Soft-NMS (``models.postprocessing``).
+Config groups: ``models.loco.config``.
 
 Only the paper's abstract and summaries were available to us, not its equations; each
 module states its reading of the description (LCC's KL form, CDP's offset units and
@@ -19,24 +21,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from models.blocks import ChannelLayerNorm, TransformerBlock
-from models.detectors import DetectorOutput, check_detector_inputs
+from models.detector_base import DetectorOutput, TemporalDetector
+from models.detector_config import HeadConfig, TargetConfig
 from models.heads import ClassificationHead
+from models.loco.config import LCCConfig, LoCoEncoderConfig, LoCoLossConfig, LoCoPyramidConfig
 from models.loco.encoders import UnimodalEncoder
 from models.loco.heads import ClassAwareRegressionHead, assign_class_aware
 from models.loco.lcc import LocalityCorrespondence
 from models.loco.pyramid import CrossModalPyramid
-from models.losses import check_targets, diou_loss_1d, focal_loss, giou_loss_1d
-from models.points import default_regression_ranges, make_points
-from models.postprocessing import PostProcessingConfig, decode_candidates, nms_per_class
+from models.points import make_points
+from models.postprocessing import PostProcessingConfig
 from models.registry import DETECTORS
-
-_REG_LOSSES = {"diou": diou_loss_1d, "giou": giou_loss_1d}
 
 
 @dataclass
@@ -56,179 +57,145 @@ class LoCoOutput(DetectorOutput):
 
 
 @DETECTORS.register("loco")
-class LoCoDetector(nn.Module):
+class LoCoDetector(TemporalDetector):
     """LoCo: unimodal encoders + LCC, CDP cross-modal pyramid, class-aware decoder.
+
+    Built from the flat config by :meth:`from_config`: every field of a group below is one
+    key of the run's ``model`` config.
 
     Args:
         input_dims: feature width of every available modality (from the feature store).
         num_classes: number of event classes C (from the annotations).
-        modalities: the (audio, visual) modality names, in that order.
-        embed_dim: width C of encoders, pyramid and decoder (even: LCC uses C // 2).
-        num_heads: attention heads everywhere.
-        num_embed_convs: embedding convolutions per encoder.
-        embed_kernel_size: their kernel size (odd).
-        num_encoder_blocks: transformer blocks per unimodal encoder.
-        local_window: local self-attention window of encoder, downsampling and decoder
-            blocks (odd).
-        num_pyramid_blocks: downsamplings; levels = 1 + this.
-        cross_attention: "cdp" (LoCo), "fixed_window" or "global" (ablations).
-        cdp_window: base window w of the window variants.
-        shifted_windows: alternate window shifts 0 and w // 2 between cross-modal layers.
-        cross_layers_per_level: cross-modal layers per direction and level.
-        num_decoder_blocks: transformer blocks per level in the decoder.
-        mlp_ratio: MLP width multiple of every block.
-        dropout: dropout in the blocks.
-        path_drop: stochastic depth of the self-attention blocks.
-        head_dim: hidden width of the heads.
-        num_head_convs: convolutions per head, including the predictor.
-        head_kernel_size: kernel of the head convolutions.
-        cls_prior_prob: initial class probability (classifier bias).
-        regression_ranges: per-level ``(lo, hi)`` grid units; None for the defaults.
-        center_sample_radius: centre-sampling radius in strides; None disables it.
-        loss_weight_reg: weight of the regression loss.
-        reg_loss: "giou" (LoCo) or "diou".
-        focal_alpha: focal-loss positive weight.
-        focal_gamma: focal-loss exponent.
-        lcc_weight: weight of the LCC loss (0 disables it).
-        lcc_target: "learnable_gaussian", "fixed_gaussian", "smoothed" or "diagonal".
-        lcc_sigma: initial / fixed Gaussian standard deviation, snippets.
-        lcc_epsilon: label-smoothing mass of the "smoothed" target.
-        lcc_temperature: initial (learnable) temperature of the LCC logits.
-        init_loss_normalizer: initial EMA of positive pairs per batch.
-        loss_normalizer_momentum: momentum of that EMA.
-        postprocessing: ``models.postprocessing.PostProcessingConfig`` keys.
+        encoder: modalities, unimodal encoders and the settings all blocks share.
+        pyramid: cross-modal pyramid (CDP) and decoder.
+        lcc: the LCC loss.
+        head: the classification and class-aware regression heads.
+        targets: regression ranges and centre sampling.
+        loss: loss weights, focal loss and the loss normaliser (GIoU by default).
+        postprocessing: decoding and NMS.
     """
+
+    config_groups: ClassVar[dict[str, type]] = {
+        "encoder": LoCoEncoderConfig,
+        "pyramid": LoCoPyramidConfig,
+        "lcc": LCCConfig,
+        "head": HeadConfig,
+        "targets": TargetConfig,
+        "loss": LoCoLossConfig,
+    }
 
     def __init__(
         self,
         *,
         input_dims: Mapping[str, int],
         num_classes: int,
-        modalities: Sequence[str] = ("audio", "visual"),
-        embed_dim: int = 512,
-        num_heads: int = 4,
-        num_embed_convs: int = 2,
-        embed_kernel_size: int = 3,
-        num_encoder_blocks: int = 2,
-        local_window: int = 9,
-        num_pyramid_blocks: int = 5,
-        cross_attention: str = "cdp",
-        cdp_window: int = 8,
-        shifted_windows: bool = True,
-        cross_layers_per_level: int = 1,
-        num_decoder_blocks: int = 1,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        path_drop: float = 0.1,
-        head_dim: int = 512,
-        num_head_convs: int = 3,
-        head_kernel_size: int = 3,
-        cls_prior_prob: float = 0.01,
-        regression_ranges: Sequence[Sequence[float]] | None = None,
-        center_sample_radius: float | None = 1.5,
-        loss_weight_reg: float = 1.0,
-        reg_loss: str = "giou",
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
-        lcc_weight: float = 0.1,
-        lcc_target: str = "learnable_gaussian",
-        lcc_sigma: float = 1.0,
-        lcc_epsilon: float = 0.1,
-        lcc_temperature: float = 0.07,
-        init_loss_normalizer: float = 100.0,
-        loss_normalizer_momentum: float = 0.9,
-        postprocessing: Mapping[str, Any] | None = None,
+        encoder: LoCoEncoderConfig | None = None,
+        pyramid: LoCoPyramidConfig | None = None,
+        lcc: LCCConfig | None = None,
+        head: HeadConfig | None = None,
+        targets: TargetConfig | None = None,
+        loss: LoCoLossConfig | None = None,
+        postprocessing: PostProcessingConfig | None = None,
     ) -> None:
-        super().__init__()
-        self.modalities = tuple(modalities)
+        encoder, pyramid = encoder or LoCoEncoderConfig(), pyramid or LoCoPyramidConfig()
+        lcc, head = lcc or LCCConfig(), head or HeadConfig()
+        super().__init__(
+            num_classes=num_classes,
+            targets=targets or TargetConfig(),
+            loss=loss or LoCoLossConfig(),
+            postprocessing=postprocessing or PostProcessingConfig(),
+        )
+        self.modalities = encoder.modalities
         self.input_modalities = self.modalities
-        if len(self.modalities) != 2 or len(set(self.modalities)) != 2:
-            raise ValueError(f"loco needs two modalities (audio, visual), got {self.modalities}")
         absent = [m for m in self.modalities if m not in input_dims]
         if absent:
             raise ValueError(
                 f"loco reads modalities {absent} that the features lack (input_dims: "
                 f"{', '.join(sorted(input_dims))}); extract them"
             )
-        if num_classes < 1 or embed_dim % 2 != 0:
-            raise ValueError(
-                f"num_classes must be >= 1 and embed_dim even: {num_classes}, {embed_dim}"
-            )
-        if reg_loss not in _REG_LOSSES or loss_weight_reg < 0 or lcc_weight < 0:
-            raise ValueError(
-                f"reg_loss must be one of {sorted(_REG_LOSSES)} and the loss weights >= 0"
-            )
-        self.num_classes = num_classes
-        num_levels = 1 + num_pyramid_blocks
+        embed_dim, local_window = encoder.embed_dim, encoder.local_window
+        num_levels = 1 + pyramid.num_pyramid_blocks
         self.strides = tuple(2**level for level in range(num_levels))
         self.max_stride = self.strides[-1]
         blocks = {
-            "num_heads": num_heads,
-            "mlp_ratio": mlp_ratio,
-            "dropout": dropout,
-            "path_drop": path_drop,
+            "num_heads": encoder.num_heads,
+            "mlp_ratio": encoder.mlp_ratio,
+            "dropout": encoder.dropout,
+            "path_drop": encoder.path_drop,
         }
         self.encoders = nn.ModuleDict(
             {
                 m: UnimodalEncoder(
                     input_dims[m],
                     embed_dim,
-                    num_embed_convs=num_embed_convs,
-                    embed_kernel_size=embed_kernel_size,
-                    num_blocks=num_encoder_blocks,
+                    num_embed_convs=encoder.num_embed_convs,
+                    embed_kernel_size=encoder.embed_kernel_size,
+                    num_blocks=encoder.num_encoder_blocks,
                     attn_window=local_window,
                     **blocks,
                 )
                 for m in self.modalities
             }
         )
-        self.lcc_weight = lcc_weight
+        self.lcc_weight = lcc.lcc_weight
         self.lcc = LocalityCorrespondence(
-            embed_dim, lcc_target, lcc_sigma, lcc_epsilon, lcc_temperature
+            embed_dim, lcc.lcc_target, lcc.lcc_sigma, lcc.lcc_epsilon, lcc.lcc_temperature
         )
         self.pyramid = CrossModalPyramid(
             embed_dim,
             num_levels,
-            cross_attention=cross_attention,
-            window_size=cdp_window,
-            shifted_windows=shifted_windows,
-            layers_per_level=cross_layers_per_level,
+            cross_attention=pyramid.cross_attention,
+            window_size=pyramid.cdp_window,
+            shifted_windows=pyramid.shifted_windows,
+            layers_per_level=pyramid.cross_layers_per_level,
             local_window=local_window,
             **blocks,
         )
         self.decoder = nn.ModuleList(
             nn.ModuleList(
                 TransformerBlock(
-                    embed_dim, num_heads, local_window, False, mlp_ratio, dropout, path_drop
+                    embed_dim,
+                    encoder.num_heads,
+                    local_window,
+                    False,
+                    encoder.mlp_ratio,
+                    encoder.dropout,
+                    encoder.path_drop,
                 )
-                for _ in range(num_decoder_blocks)
+                for _ in range(pyramid.num_decoder_blocks)
             )
             for _ in range(num_levels)
         )
         self.decoder_norms = nn.ModuleList(ChannelLayerNorm(embed_dim) for _ in range(num_levels))
-        ranges = regression_ranges or default_regression_ranges(num_levels)
-        if len(ranges) != num_levels:
-            raise ValueError(
-                f"regression_ranges has {len(ranges)} entries but the pyramid has {num_levels} "
-                "levels (1 + num_pyramid_blocks)"
-            )
-        self.regression_ranges = [(float(lo), float(hi)) for lo, hi in ranges]
+        self.regression_ranges = self.target_config.ranges_for(num_levels)
         self.cls_head = ClassificationHead(
-            embed_dim, head_dim, num_classes, num_head_convs, head_kernel_size, cls_prior_prob
+            embed_dim,
+            head.head_dim,
+            num_classes,
+            head.num_head_convs,
+            head.head_kernel_size,
+            head.cls_prior_prob,
         )
         self.reg_head = ClassAwareRegressionHead(
-            embed_dim, head_dim, num_classes, num_levels, num_head_convs, head_kernel_size
+            embed_dim,
+            head.head_dim,
+            num_classes,
+            num_levels,
+            head.num_head_convs,
+            head.head_kernel_size,
         )
-        self.center_sample_radius = center_sample_radius
-        self.loss_weight_reg = loss_weight_reg
-        self.reg_loss_fn = _REG_LOSSES[reg_loss]
-        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
-        self.loss_normalizer_momentum = loss_normalizer_momentum
-        self.register_buffer("loss_normalizer", torch.tensor(float(init_loss_normalizer)))
-        self.postprocessing = PostProcessingConfig.from_dict(postprocessing)
 
-    def _check_inputs(self, inputs: Mapping[str, Tensor], mask: Tensor) -> None:
-        check_detector_inputs(inputs, mask, self.input_modalities, self.max_stride)
+    @classmethod
+    def num_levels(cls, groups: Mapping[str, Any]) -> int:
+        return 1 + groups["pyramid"].num_pyramid_blocks
+
+    def assign_targets(
+        self, points: Tensor, segments: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Class-aware targets ``(cls (P, C), reg (P, C, 2))`` (``models.loco.heads``)."""
+        return assign_class_aware(
+            points, segments, labels, self.num_classes, self.target_config.center_sample_radius
+        )
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> LoCoOutput:
         """Per-level logits (B, T_l, C) and class-aware offsets (B, T_l, C, 2).
@@ -237,7 +204,7 @@ class LoCoDetector(nn.Module):
             inputs: per modality (B, T, D_m) snippet features.
             mask: (B, T) bool, a prefix of each row; T a multiple of ``max_stride``.
         """
-        self._check_inputs(inputs, mask)
+        self.check_inputs(inputs, mask)
         dtype = self.loss_normalizer.dtype
         audio_name, visual_name = self.modalities
         audio = self.encoders[audio_name](inputs[audio_name].to(dtype).transpose(1, 2), mask)
@@ -267,7 +234,7 @@ class LoCoDetector(nn.Module):
     def loss(
         self, output: LoCoOutput, gt_segments: Sequence[Tensor], gt_labels: Sequence[Tensor]
     ) -> dict[str, Tensor]:
-        """Focal, class-aware IoU and LCC losses.
+        """The base class's focal and (class-aware) IoU losses plus the LCC loss.
 
         Args:
             output: this model's ``forward`` output.
@@ -277,63 +244,10 @@ class LoCoDetector(nn.Module):
         Returns:
             ``{"cls", "reg", "lcc", "loss": cls + loss_weight_reg * reg + lcc_weight * lcc}``.
         """
-        batch = output.cls_logits[0].shape[0]
-        check_targets(gt_segments, gt_labels, batch, self.num_classes)
-        device = output.points.device
-        targets = [
-            assign_class_aware(
-                output.points,
-                segments.to(device),
-                labels.to(device),
-                self.num_classes,
-                self.center_sample_radius,
-            )
-            for segments, labels in zip(gt_segments, gt_labels, strict=True)
-        ]
-        cls_targets = torch.stack([t[0] for t in targets])  # (B, P, C)
-        reg_targets = torch.stack([t[1] for t in targets])  # (B, P, C, 2)
-        valid = torch.cat(output.masks, dim=1)  # (B, P)
-        logits = torch.cat(output.cls_logits, dim=1)  # (B, P, C)
-        offsets = torch.cat(output.offsets, dim=1)  # (B, P, C, 2)
-        positive = (cls_targets > 0) & valid[..., None]  # (B, P, C) positive (point, class)
-        num_positive = int(positive.sum())
-        if self.training:
-            with torch.no_grad():
-                momentum = self.loss_normalizer_momentum
-                self.loss_normalizer.mul_(momentum).add_((1 - momentum) * max(num_positive, 1))
-        normalizer = self.loss_normalizer.item()
-        cls_loss = focal_loss(logits[valid], cls_targets[valid], self.focal_alpha, self.focal_gamma)
-        cls_loss = cls_loss / normalizer
-        if num_positive == 0:
-            reg_loss = offsets.sum() * 0.0  # keeps the graph connected
-        else:
-            # class-aware: each positive pair regresses with its own class's offsets
-            reg_loss = self.reg_loss_fn(offsets[positive], reg_targets[positive]).sum()
-            reg_loss = reg_loss / normalizer
+        losses = super().loss(output, gt_segments, gt_labels)
         if self.lcc_weight > 0:
             lcc = self.lcc(output.audio_embed, output.visual_embed, output.input_mask)
         else:
-            lcc = logits.sum() * 0.0
-        total = cls_loss + self.loss_weight_reg * reg_loss + self.lcc_weight * lcc
-        return {"cls": cls_loss, "reg": reg_loss, "lcc": lcc, "loss": total}
-
-    @torch.no_grad()
-    def predict(self, output: LoCoOutput) -> list[dict[str, Tensor]]:
-        """Post-processed detections per video, on the CPU (see ``DETECTORS``)."""
-        level_sizes = [logits.shape[1] for logits in output.cls_logits]
-        level_points = [p.detach().cpu() for p in output.points.split(level_sizes)]
-        first_stride = float(output.points[0, 3])
-        results = []
-        for b in range(output.cls_logits[0].shape[0]):
-            masks = [m[b].cpu() for m in output.masks]
-            segments, scores, labels = decode_candidates(
-                [x[b].detach().float().cpu() for x in output.cls_logits],
-                [x[b].detach().float().cpu() for x in output.offsets],
-                masks,
-                level_points,
-                float(masks[0].sum()) * first_stride,
-                self.postprocessing,
-            )
-            segments, scores, labels = nms_per_class(segments, scores, labels, self.postprocessing)
-            results.append({"segments": segments, "scores": scores, "labels": labels.long()})
-        return results
+            lcc = torch.cat(output.cls_logits, dim=1).sum() * 0.0  # keeps the graph connected
+        total = losses["loss"] + self.lcc_weight * lcc
+        return {"cls": losses["cls"], "reg": losses["reg"], "lcc": lcc, "loss": total}

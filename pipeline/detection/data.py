@@ -69,14 +69,19 @@ class FeatureIndex:
         return self.path.parent / self.videos[video_id]["store"]
 
     def extraction_record(self) -> dict[str, Any]:
-        """What a trained model needs to know about its features (re-extraction included)."""
+        """What a trained model needs to know about its features (re-extraction included), read
+        from the index alone: ``settings`` is what :func:`pipeline.extract.extract_video` takes
+        (``None`` for imported features)."""
+        if "settings" not in self.content:
+            raise ValueError(
+                f"{self.path} was written before the index recorded the extraction settings; "
+                "rerun the index step (`snakemake --forcerun index`, or the import rule for "
+                "imported features)"
+            )
         keys = ("dataset", "encoder_set", "config_hash", "window_s", "stride_s", "fps", "dims")
         record = {key: self.content.get(key) for key in keys}
         record["encoders"] = self.content["encoders"]
-        # the extraction settings (what pipeline.extract.extract_video takes) are a store attribute
-        first = next(iter(self.videos), None)
-        attrs = {} if first is None else dict(open_store(self.store_path(first)).attrs)
-        record["settings"] = attrs.get("settings")
+        record["settings"] = self.content["settings"]
         return record
 
 
@@ -299,16 +304,16 @@ class FeatureDataset(Dataset):
         if self._cache is not None and video_id in self._cache:
             return self._cache[video_id]
         path = self.index.store_path(video_id)
-        group = open_store(path)
+        store = open_store(path)
         source = {
             "path": path,
-            "centres": np.asarray(group["centres"][...], dtype=np.float64),
-            "stride_s": float(group.attrs["stride_s"]),
-            "window_s": float(group.attrs["window_s"]),
-            "audio_present": bool(group.attrs["audio_present"]),
+            "centres": np.asarray(store["centres"][...], dtype=np.float64),
+            "stride_s": store.info.stride_s,
+            "window_s": store.info.window_s,
+            "audio_present": store.info.audio_present,
         }
         for name in self.modalities:
-            array = group[name]  # zarr array: read slices only
+            array = store[name]  # zarr array: read slices only
             if array.shape[1] != len(self.stats.mean[name]):
                 raise StoreError(
                     f"{path}: '{name}' has {array.shape[1]} dims, the statistics "

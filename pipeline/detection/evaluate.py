@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.annotations import AnnotationError, AnnotationSet, load_annotations
+from pipeline.annotations import AnnotationSet, load_annotations
+from pipeline.cli import user_errors
 from pipeline.detection.metrics import TIOU_PRESETS, Predictions, evaluate_detection, read_results
 from pipeline.detection.plots import plot_per_class_ap, plot_timeline
 
@@ -131,6 +132,7 @@ def evaluate_events(
     return metrics
 
 
+@user_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--annotations", required=True, help="UnAV-100-format annotation file")
@@ -149,19 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plots", help="folder for the PNG plots (none when omitted)")
     parser.add_argument("--timelines", type=int, default=NUM_TIMELINES, help="videos drawn")
     args = parser.parse_args(argv)
-    try:
-        metrics = evaluate_events(
-            args.annotations,
-            args.split,
-            args.events,
-            args.tiou,
-            out_path=args.out,
-            plots_dir=args.plots,
-            num_timelines=args.timelines,
-        )
-    except (AnnotationError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    metrics = evaluate_events(
+        args.annotations,
+        args.split,
+        args.events,
+        args.tiou,
+        out_path=args.out,
+        plots_dir=args.plots,
+        num_timelines=args.timelines,
+    )
     table = ", ".join(f"{t}: {100 * v:.2f}" for t, v in metrics["mAP"].items())
     print(f"{args.split} mAP (%) at tIoU {table}; average {100 * metrics['average_mAP']:.2f}")
     return 0

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from models import build_detector
 from pipeline.annotations import load_annotations
+from pipeline.cli import user_errors
 from pipeline.decode import DecodeError
 from pipeline.detection.data import (
     FeatureDataset,
@@ -35,6 +36,7 @@ from pipeline.detection.data import (
     stats_from_dict,
 )
 from pipeline.detection.metrics import write_results
+from pipeline.encoders import MissingWeightsError
 from pipeline.runtime import load_checkpoint, resolve_device
 from pipeline.store import StoreError
 
@@ -238,7 +240,8 @@ def detect_video(
         )
     features = extract_video(video_path, settings, device=device)
     stats = stats_from_dict(bundle["stats"], source=f"{model_path} stats")
-    present = {"visual": True, "audio": bool(features.attrs["audio_present"])}
+    info = features.info
+    present = {"visual": True, "audio": info.audio_present}
     item = {
         "video_id": features.video_id,
         "features": {
@@ -252,12 +255,12 @@ def detect_video(
         "offset": 0,
         "num_snippets": features.num_snippets,
         "centres": torch.from_numpy(features.centres),
-        "stride_s": float(features.attrs["stride_s"]),
-        "duration_s": float(features.timestamps[-1, 1]),
+        "stride_s": info.stride_s,
+        # the probed duration; the end of the last snippet when the probe recorded none
+        "duration_s": float(features.timestamps[-1, 1])
+        if info.duration_s is None
+        else info.duration_s,
     }
-    duration_s = features.attrs.get("video", {}).get("duration_s")
-    if duration_s is not None:
-        item["duration_s"] = float(duration_s)
     batch = collate_videos([item], pad_multiple=int(detector.max_stride))
     with torch.no_grad():
         inputs = {name: tensor.to(torch_device) for name, tensor in batch["inputs"].items()}
@@ -272,6 +275,7 @@ def detect_video(
     return events if top_k is None else events[:top_k]
 
 
+@user_errors(StoreError, DecodeError, MissingWeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -294,24 +298,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         absent = [flag for flag, value in needed.items() if not value]
         if absent:
             parser.error(f"split mode needs {', '.join(absent)} (or pass --video)")
-    try:
-        if args.video:
-            events = detect_video(args.video, args.model, top_k=args.top_k, device=args.device)
-            print(json.dumps({"video": args.video, "events": events}, indent=1))
-            return 0
-        predict_split(
-            args.model,
-            index_path=args.index,
-            stats_path=args.stats,
-            annotations_path=args.annotations,
-            split=args.split,
-            out_path=args.out,
-            device=args.device,
-            batch_size=args.batch_size,
-        )
-    except (FileNotFoundError, ValueError, StoreError, DecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.video:
+        events = detect_video(args.video, args.model, top_k=args.top_k, device=args.device)
+        print(json.dumps({"video": args.video, "events": events}, indent=1))
+        return 0
+    predict_split(
+        args.model,
+        index_path=args.index,
+        stats_path=args.stats,
+        annotations_path=args.annotations,
+        split=args.split,
+        out_path=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
     return 0
 
 

@@ -34,7 +34,6 @@ restricted to it, so each group is matched once for all thresholds with a (K, G)
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.annotations import AnnotationSet
+from pipeline.io import write_json_atomic
 
 
 def _preset(start: float, stop: float, step: float) -> np.ndarray:
@@ -417,9 +417,7 @@ def write_results(
             rows.append({"segment": [start, end], "label": label, "score": score})
         results[vid] = rows
     payload = {"version": version, "results": results, "external_data": {}}
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(payload), encoding="utf-8")
-    partial.replace(path)
+    write_json_atomic(path, payload)
 
 
 def read_results(path: str | Path, labels: Sequence[str]) -> Predictions:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli import user_errors
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -190,6 +192,7 @@ def build_report(
     return text
 
 
+@user_errors(KeyError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--title", required=True, help="report title")
@@ -197,11 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--index", help="index.json of the features, for the extraction summary")
     parser.add_argument("--out", required=True, help="markdown file to write")
     args = parser.parse_args(argv)
-    try:
-        build_report(args.title, args.runs, out_path=args.out, index_path=args.index)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    build_report(args.title, args.runs, out_path=args.out, index_path=args.index)
     print(f"report written to {args.out}")
     return 0
 

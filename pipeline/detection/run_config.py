@@ -11,25 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonschema
+from pipeline.config import resolve_training
 
-from pipeline.config import load_schema
-
-# Training keys this stage reads beyond the workflow schema's ``definitions.training``.
-EXTRA_TRAINING_KEYS: dict[str, dict[str, Any]] = {
-    "crop_min_kept_fraction": {
-        "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-        "default": 0.5,
-        "description": "Least fraction of an event a training crop must keep (ActionFormer 0.5).",
-    },
-    "keep_epoch_checkpoints": {
-        "type": "boolean",
-        "default": False,
-        "description": "Keep checkpoints/epoch_NNN.pt of every epoch besides last.pt.",
-    },
-}
 DERIVED_MODEL_KEYS = ("input_dims", "num_classes")
 
 
@@ -46,19 +29,10 @@ def resolve_run_config(run_cfg: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"run config lacks keys {missing}; see pipeline.config.run_config")
     resolved = copy.deepcopy(run_cfg)
-    schema = copy.deepcopy(load_schema()["definitions"]["training"])
-    for key, spec in EXTRA_TRAINING_KEYS.items():
-        schema["properties"].setdefault(key, spec)
-    training = resolved["training"]
-    for key, spec in schema["properties"].items():
-        training.setdefault(key, copy.deepcopy(spec["default"]))
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(training)
-    )
-    if error is not None:
-        where = ".".join(str(part) for part in error.absolute_path)
-        key = f"training.{where}" if where else "training"
-        raise ValueError(f"run {resolved['name']!r}: {key}: {error.message}")
+    try:
+        resolved["training"] = resolve_training(resolved["training"])
+    except ValueError as err:
+        raise ValueError(f"run {resolved['name']!r}: {err}") from None
     clash = [key for key in DERIVED_MODEL_KEYS if key in resolved["model"]]
     if clash:
         raise ValueError(

@@ -21,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli import user_errors
 from pipeline.detection.report import load_run
 from pipeline.published import (
     PUBLISHED_PATH,
     Benchmark,
-    PublishedResultsError,
     entry_label,
     identifier,
     load_published,
@@ -172,6 +172,7 @@ def write_table(
     return text
 
 
+@user_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", required=True, help="benchmark key (unav100, ave, ...)")
@@ -179,20 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Markdown table to write")
     parser.add_argument("--published", default=str(PUBLISHED_PATH), help="published results YAML")
     args = parser.parse_args(argv)
-    try:
-        runs = [load_run(folder) for folder in args.runs]
-        names = [run.name for run in runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"runs {args.runs} have repeated names {names}; pass each run once")
-        write_table(
-            args.benchmark,
-            {run.name: run.metrics for run in runs},
-            args.out,
-            published_path=args.published,
-        )
-    except (FileNotFoundError, PublishedResultsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    runs = [load_run(folder) for folder in args.runs]
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"runs {args.runs} have repeated names {names}; pass each run once")
+    write_table(
+        args.benchmark,
+        {run.name: run.metrics for run in runs},
+        args.out,
+        published_path=args.published,
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from models import build_detector, count_parameters
 from pipeline.annotations import AnnotationSet, load_annotations
-from pipeline.config import stable_hash
+from pipeline.cli import user_errors
+from pipeline.config import settings_argument
 from pipeline.detection.data import (
     EpochSampler,
     FeatureDataset,
@@ -44,6 +45,7 @@ from pipeline.detection.infer import predict_dataset
 from pipeline.detection.metrics import Prediction, evaluate_detection
 from pipeline.detection.run_config import detector_config, resolve_run_config
 from pipeline.detection.schedule import WarmupEMA, build_optimizer, build_scheduler
+from pipeline.io import stable_hash
 from pipeline.runtime import (
     deterministic_algorithms,
     load_checkpoint,
@@ -360,28 +362,27 @@ def _write_model(
     )
 
 
+@user_errors(FloatingPointError, StoreError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-config", required=True, help="run config as JSON, or a JSON file")
+    parser.add_argument(
+        "--settings",
+        required=True,
+        help="the run's resolved settings (pipeline.config.run_config) as JSON, or a JSON file",
+    )
     parser.add_argument("--index", required=True, help="index.json of the feature stores")
     parser.add_argument("--stats", required=True, help="stats.json of the train split")
     parser.add_argument("--annotations", required=True, help="UnAV-100-format annotation file")
     parser.add_argument("--out", required=True, help="run folder (model.pt, train_log.csv)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    text = args.run_config
-    run_cfg = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text())
-    try:
-        train_run(
-            run_cfg,
-            index_path=args.index,
-            stats_path=args.stats,
-            annotations_path=args.annotations,
-            out_dir=args.out,
-        )
-    except (FileNotFoundError, ValueError, FloatingPointError, StoreError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    train_run(
+        settings_argument(args.settings),
+        index_path=args.index,
+        stats_path=args.stats,
+        annotations_path=args.annotations,
+        out_dir=args.out,
+    )
     return 0
 
 

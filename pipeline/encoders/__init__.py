@@ -18,12 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pipeline.encoders.base import (
-    AudioEncoder,
-    MissingWeightsError,
-    VisualEncoder,
-    resolve_device,
-)
+from pipeline.encoders.base import AudioEncoder, MissingWeightsError, VisualEncoder
 from pipeline.encoders.registry import (
     AUDIO_ENCODERS,
     VISUAL_ENCODERS,
@@ -85,5 +80,4 @@ __all__ = [
     "VisualEncoderRegistry",
     "build_audio_encoder",
     "build_visual_encoder",
-    "resolve_device",
 ]

@@ -7,7 +7,8 @@ loaded once) and called on many batches.
 
 torch is imported inside the helpers that need it, never at module level: the weight-free
 classic encoders subclass these interfaces, and an extraction job that uses only them must not
-pay torch's import time (seconds).
+pay torch's import time (seconds). The torch encoders resolve their ``device`` setting with
+:func:`pipeline.runtime.resolve_device`, as the training stages do.
 """
 
 from __future__ import annotations
@@ -25,39 +26,6 @@ if TYPE_CHECKING:
 
 class MissingWeightsError(RuntimeError):
     """Pretrained weights are not available locally; the message names the model and the fix."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn a device string into a :class:`torch.device`.
-
-    Args:
-        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-
-    Raises:
-        ValueError: the string is not one of these, or CUDA is requested but not available.
-    """
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or device.startswith("cuda:"):
-        index_text = device.partition(":")[2]
-        if index_text and not index_text.isdigit():
-            raise ValueError(f"device {device!r}: expected 'cuda:N' with an integer N")
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {device!r} requested but CUDA is not available here; "
-                "use device 'cpu' or 'auto'"
-            )
-        if index_text and int(index_text) >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r} requested but only {torch.cuda.device_count()} CUDA "
-                "device(s) are visible"
-            )
-        return torch.device(device)
-    raise ValueError(f"device {device!r} not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def positive_int_pair(value: Sequence[int], key: str) -> tuple[int, int]:

@@ -19,10 +19,10 @@ from pipeline.encoders.base import (
     check_bool,
     effective_precision,
     inference_context,
-    resolve_device,
 )
 from pipeline.encoders.hub import commit_hash, load_hf_pretrained
 from pipeline.encoders.registry import AUDIO_ENCODERS
+from pipeline.runtime import resolve_device
 
 if TYPE_CHECKING:
     from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor

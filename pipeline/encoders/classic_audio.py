@@ -6,8 +6,8 @@ from typing import Any
 
 import librosa
 import numpy as np
-import scipy.fft
 
+from pipeline.audio import LogMelSpectrogram
 from pipeline.encoders.base import AudioEncoder, check_bool, pad_to_length, positive_int
 from pipeline.encoders.registry import AUDIO_ENCODERS
 
@@ -74,19 +74,19 @@ class ClassicAudioEncoder(AudioEncoder):
             )
         self.rolloff_percent = float(rolloff_percent)
         self.include_std = check_bool(include_std, "include_std")
-        self.mel_basis = librosa.filters.mel(
-            sr=self.sample_rate,
+        self.front_end = LogMelSpectrogram(
+            sample_rate=self.sample_rate,
             n_fft=self.n_fft,
+            hop_length=self.hop_length,
             n_mels=self.n_mels,
             fmin=self.fmin,
             fmax=self.fmax,
-        ).astype(np.float32)  # (n_mels, n_fft // 2 + 1)
+            power=2,
+            log_offset=EPS,
+        )  # Slaney mel bank on powers, periodic Hann window as in librosa.stft
         self.frequencies = librosa.fft_frequencies(sr=self.sample_rate, n_fft=self.n_fft).astype(
             np.float32
         )  # (K,)
-        self.window = librosa.filters.get_window("hann", self.n_fft, fftbins=True).astype(
-            np.float32
-        )  # (n_fft,), periodic Hann as in librosa.stft
         per_statistic = 2 if include_std else 1
         self.dim = per_statistic * (self.n_mels + len(SPECTRAL_STATISTICS))
 
@@ -109,12 +109,10 @@ class ClassicAudioEncoder(AudioEncoder):
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Windows ``(B, N)`` float32 at ``sample_rate`` -> features ``(B, dim)`` float32."""
         windows = pad_to_length(self.check_windows(windows), self.n_fft)
-        frames = np.lib.stride_tricks.sliding_window_view(windows, self.n_fft, axis=-1)
-        frames = frames[:, :: self.hop_length]  # (B, T, n_fft), a strided view
-        spectrum = scipy.fft.rfft(frames * self.window, axis=-1)  # (B, T, K) complex64
-        power = spectrum.real**2 + spectrum.imag**2  # (B, T, K) float32
+        frames = self.front_end.frames(windows)  # (B, T, n_fft), a strided view
+        power = self.front_end.spectrogram(frames)  # (B, T, K) float32
         magnitude = np.sqrt(power)  # (B, T, K)
-        log_mel = np.log(power @ self.mel_basis.T + EPS)  # (B, T, M)
+        log_mel = self.front_end.log_mel(power)  # (B, T, M)
 
         # Spectral shape from the magnitude spectrum, as librosa.feature.spectral_* define it.
         magnitude_sum = magnitude.sum(axis=-1) + EPS  # (B, T)

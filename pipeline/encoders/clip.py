@@ -22,10 +22,10 @@ from pipeline.encoders.base import (
     effective_precision,
     inference_context,
     positive_int,
-    resolve_device,
 )
 from pipeline.encoders.hub import load_open_clip
 from pipeline.encoders.registry import VISUAL_ENCODERS
+from pipeline.runtime import resolve_device
 
 
 @VISUAL_ENCODERS.register("clip")

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.cli import user_errors
 from pipeline.importers.common import (
     FeatureImportError,
     FrameGrid,
@@ -49,11 +50,11 @@ from pipeline.importers.common import (
     load_feature_array,
     names_from_out,
     parse_subset_map,
-    run_cli,
     run_import,
     summary_line,
     write_annotations,
 )
+from pipeline.store import StoreError
 
 Event = tuple[float, float, str, int]  # (start_s, end_s, label, source label_id)
 
@@ -258,6 +259,7 @@ def import_actionformer(
     return report, counts
 
 
+@user_errors(StoreError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_import_arguments(parser, annotations_help="ActionFormer-format JSON (thumos14.json, ...)")
@@ -276,33 +278,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out choice")
     args = parser.parse_args(argv)
     dataset, encoder_set = names_from_out(args.out, args.dataset, args.encoder_set)
-
-    def action() -> str:
-        overrides = {
-            "feat_stride": args.feat_stride,
-            "num_frames": args.num_frames,
-            "default_fps": args.default_fps,
-            "file_prefix": args.file_prefix,
-            "validation_fraction": args.validation_fraction,
-            "subset_map": parse_subset_map(args.subset_map) if args.subset_map else None,
-        }
-        spec = replace(
-            RELEASES[args.release], **{k: v for k, v in overrides.items() if v is not None}
-        )
-        report, counts = import_actionformer(
-            args.annotations,
-            args.features_dir,
-            args.out,
-            release=spec,
-            annotations_out=args.annotations_out,
-            missing=args.missing,
-            dataset=dataset,
-            encoder_set=encoder_set,
-            seed=args.seed,
-        )
-        return f"{summary_line(report)}\nannotation clean-up: {counts}"
-
-    return run_cli(action)
+    overrides = {
+        "feat_stride": args.feat_stride,
+        "num_frames": args.num_frames,
+        "default_fps": args.default_fps,
+        "file_prefix": args.file_prefix,
+        "validation_fraction": args.validation_fraction,
+        "subset_map": parse_subset_map(args.subset_map) if args.subset_map else None,
+    }
+    spec = replace(RELEASES[args.release], **{k: v for k, v in overrides.items() if v is not None})
+    report, counts = import_actionformer(
+        args.annotations,
+        args.features_dir,
+        args.out,
+        release=spec,
+        annotations_out=args.annotations_out,
+        missing=args.missing,
+        dataset=dataset,
+        encoder_set=encoder_set,
+        seed=args.seed,
+    )
+    print(f"{summary_line(report)}\nannotation clean-up: {counts}")
+    return 0
 
 
 if __name__ == "__main__":

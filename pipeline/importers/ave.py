@@ -32,6 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pipeline.cli import user_errors
 from pipeline.importers.common import (
     FeatureImportError,
     FrameGrid,
@@ -40,12 +41,12 @@ from pipeline.importers.common import (
     ImportSettings,
     add_import_arguments,
     names_from_out,
-    run_cli,
     run_import,
     summary_line,
     write_annotations,
-    write_text_atomic,
 )
+from pipeline.io import write_text_atomic
+from pipeline.store import StoreError
 from pipeline.synth.ground_truth import BACKGROUND_LABEL, SEGMENTS_HEADER
 
 CATEGORIES: tuple[str, ...] = (
@@ -300,6 +301,7 @@ def import_ave(
         )
 
 
+@user_errors(StoreError)
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -310,16 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument("--annotations-out", required=True, help="UnAV-format JSON to write")
         parser.add_argument("--segments-out", required=True, help="segments.csv to write")
         args = parser.parse_args(argv)
-
-        def labels() -> str:
-            written = write_ave_labels(
-                args.annotations,
-                annotations_out=args.annotations_out,
-                segments_out=args.segments_out,
-            )
-            return f"{written} AVE rows labelled"
-
-        return run_cli(labels)
+        written = write_ave_labels(
+            args.annotations,
+            annotations_out=args.annotations_out,
+            segments_out=args.segments_out,
+        )
+        print(f"{written} AVE rows labelled")
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_import_arguments(
         parser,
@@ -330,23 +329,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--segments-out", required=True, help="segments.csv to write")
     args = parser.parse_args(argv)
     dataset, encoder_set = names_from_out(args.out, args.dataset, args.encoder_set)
-
-    def action() -> str:
-        report = import_ave(
-            args.annotations,
-            args.features_dir,
-            args.out,
-            annotations_out=args.annotations_out,
-            segments_out=args.segments_out,
-            dataset=dataset,
-            encoder_set=encoder_set,
-        )
-        rows = read_ave_annotations(Path(args.annotations) / "Annotations.txt")
-        empty = [row.store_id for row in rows if row.start_s == row.end_s]
-        note = f"\nrows with StartTime == EndTime (background only, no event): {empty}"
-        return summary_line(report) + (note if empty else "")
-
-    return run_cli(action)
+    report = import_ave(
+        args.annotations,
+        args.features_dir,
+        args.out,
+        annotations_out=args.annotations_out,
+        segments_out=args.segments_out,
+        dataset=dataset,
+        encoder_set=encoder_set,
+    )
+    rows = read_ave_annotations(Path(args.annotations) / "Annotations.txt")
+    empty = [row.store_id for row in rows if row.start_s == row.end_s]
+    note = f"\nrows with StartTime == EndTime (background only, no event): {empty}"
+    print(summary_line(report) + (note if empty else ""))
+    return 0
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ is listed in the index's ``failed`` map (``missing="skip"``); a file that exists
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.annotations import AnnotationError, parse_annotations
-from pipeline.config import stable_hash
+from pipeline.annotations import parse_annotations
 from pipeline.ids import check_video_id
 from pipeline.index import build_index, write_statistics
-from pipeline.store import StoreError, is_complete, open_store, write_store
+from pipeline.io import stable_hash, write_json_atomic
+from pipeline.store import is_complete, open_store, write_store
 
 IMPORT_FORMAT_VERSION = 1
 MISSING_POLICIES = ("error", "skip")
@@ -225,9 +222,8 @@ def run_import(
     for video_id in video_ids:
         store_path = out_dir / f"{check_video_id(video_id)}.zarr"
         if is_complete(store_path, config_hash):
-            encoders = open_store(store_path).attrs["encoders"]
-            for name in ("visual", "audio"):
-                dims.setdefault(name, int(encoders[name]["dim"]))
+            for name, dim in open_store(store_path).info.dims.items():
+                dims.setdefault(name, dim)
             kept.append(video_id)
             entries[video_id] = {"store": store_path.name, "status": "kept"}
             continue
@@ -272,27 +268,17 @@ def run_import(
         entries[video_id] = {"store": store_path.name, "status": "imported"}
     manifest = {"config_hash": config_hash, "videos": entries, "failed": failed}
     manifest_path = out_dir / "shards" / "import.json"
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
+    write_json_atomic(manifest_path, manifest, indent=1, sort_keys=True)
     index_path, stats_path = out_dir / "index.json", out_dir / "stats.json"
     build_index([manifest_path], index_path=index_path, dataset=dataset, encoder_set=encoder_set)
     write_statistics(index_path, stats_path, annotations_path)
     return ImportReport(written, kept, failed, index_path, stats_path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` through a temporary file and a rename (a killed job leaves no half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.part")
-    temp_path.write_text(text, encoding="utf-8")
-    os.replace(temp_path, path)
-    return path
-
-
 def write_annotations(path: str | Path, annotations: Mapping[str, Any]) -> Path:
     """Validate an UnAV-format annotation dict with :mod:`pipeline.annotations`, then write it."""
     parse_annotations(annotations, source=str(path))
-    return write_text_atomic(path, json.dumps(annotations, indent=1))
+    return write_json_atomic(path, annotations, indent=1)
 
 
 def assign_subsets(
@@ -377,13 +363,3 @@ def names_from_out(
     """``(dataset, encoder_set)``: given values, else from ``results/{dataset}/features/{set}``."""
     out_dir = Path(out_dir).resolve()
     return dataset or out_dir.parent.parent.name, encoder_set or out_dir.name
-
-
-def run_cli(action: Callable[[], str]) -> int:
-    """Run an import and print its summary; a user error prints one line and returns 1."""
-    try:
-        print(action())
-    except (FeatureImportError, AnnotationError, StoreError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0

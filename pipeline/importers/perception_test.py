@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.cli import user_errors
 from pipeline.detection.metrics import TIOU_PRESETS
 from pipeline.importers.actionformer import build_annotations
 from pipeline.importers.common import (
@@ -46,12 +47,12 @@ from pipeline.importers.common import (
     load_feature_array,
     names_from_out,
     parse_subset_map,
-    run_cli,
     run_import,
     summary_line,
     write_annotations,
-    write_text_atomic,
 )
+from pipeline.io import write_text_atomic
+from pipeline.store import StoreError
 
 AUDIO_GRID = FrameGrid(fps=30.0, stride_frames=16, window_frames=16)  # MMV, assumed (see above)
 VIDEO_GRID = FrameGrid(fps=15.0, stride_frames=16, window_frames=16)  # TSP, assumed (see above)
@@ -250,6 +251,7 @@ def write_submission(
     )
 
 
+@user_errors(StoreError)
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["submit"]:
@@ -261,9 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument("--task", choices=TASKS, default="sound_localisation")
         parser.add_argument("--out", required=True, help="submission JSON to write")
         args = parser.parse_args(argv[1:])
-        return run_cli(
-            lambda: f"wrote {write_submission(args.results, args.annotations, args.out, args.task)}"
-        )
+        print(f"wrote {write_submission(args.results, args.annotations, args.out, args.task)}")
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_import_arguments(parser, annotations_help="annotation JSON files (train, valid)")
     parser.add_argument("--video-features-dir", required=True, help="folder of TSP {vid}.npy")
@@ -274,24 +275,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--extra-annotations", nargs="*", default=[], help="more split files")
     args = parser.parse_args(argv)
     dataset, encoder_set = names_from_out(args.out, args.dataset, args.encoder_set)
-
-    def action() -> str:
-        report, counts = import_perception_test(
-            [args.annotations, *args.extra_annotations],
-            args.features_dir,
-            args.video_features_dir,
-            args.out,
-            annotations_out=args.annotations_out,
-            task=args.task,
-            subset_map=parse_subset_map(args.subset_map) if args.subset_map else SUBSET_MAP,
-            validation_fraction=args.validation_fraction,
-            missing=args.missing,
-            dataset=dataset,
-            encoder_set=encoder_set,
-        )
-        return f"{summary_line(report)}\nannotation clean-up: {counts}"
-
-    return run_cli(action)
+    report, counts = import_perception_test(
+        [args.annotations, *args.extra_annotations],
+        args.features_dir,
+        args.video_features_dir,
+        args.out,
+        annotations_out=args.annotations_out,
+        task=args.task,
+        subset_map=parse_subset_map(args.subset_map) if args.subset_map else SUBSET_MAP,
+        validation_fraction=args.validation_fraction,
+        missing=args.missing,
+        dataset=dataset,
+        encoder_set=encoder_set,
+    )
+    print(f"{summary_line(report)}\nannotation clean-up: {counts}")
+    return 0
 
 
 if __name__ == "__main__":

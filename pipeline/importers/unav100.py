@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.annotations import load_annotations
+from pipeline.cli import user_errors
 from pipeline.importers.common import (
     FeatureImportError,
     FrameGrid,
@@ -41,11 +42,10 @@ from pipeline.importers.common import (
     add_import_arguments,
     load_feature_array,
     names_from_out,
-    run_cli,
     run_import,
     summary_line,
 )
-from pipeline.store import open_store
+from pipeline.store import StoreError, open_store
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,8 @@ def trim_summary(out_dir: str | Path, video_ids: Sequence[str]) -> str:
     """How many stores were trimmed, and by how many rows at most, for the CLI."""
     visual, audio = [], []
     for video_id in video_ids:
-        trimmed = open_store(Path(out_dir) / f"{video_id}.zarr").attrs["trimmed"]
+        # an attribute of this importer's own: not one of StoreInfo's typed fields
+        trimmed = open_store(Path(out_dir) / f"{video_id}.zarr").info.attrs["trimmed"]
         visual.append(trimmed["visual"])
         audio.append(trimmed["audio"])
     cut = sum(1 for v, a in zip(visual, audio, strict=True) if v or a)
@@ -192,6 +193,7 @@ def trim_summary(out_dir: str | Path, video_ids: Sequence[str]) -> str:
     )
 
 
+@user_errors(StoreError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_import_arguments(parser, annotations_help="unav100_annotations.json")
@@ -200,20 +202,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     dataset, encoder_set = names_from_out(args.out, args.dataset, args.encoder_set)
-
-    def action() -> str:
-        report = import_unav100(
-            args.annotations,
-            args.features_dir,
-            args.out,
-            release=args.release,
-            missing=args.missing,
-            dataset=dataset,
-            encoder_set=encoder_set,
-        )
-        return summary_line(report) + "\n" + trim_summary(args.out, report.written)
-
-    return run_cli(action)
+    report = import_unav100(
+        args.annotations,
+        args.features_dir,
+        args.out,
+        release=args.release,
+        missing=args.missing,
+        dataset=dataset,
+        encoder_set=encoder_set,
+    )
+    print(summary_line(report) + "\n" + trim_summary(args.out, report.written))
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from pipeline.config import (
     run_config,
     segment_labels_source,
     segment_settings,
+    spatial_settings,
     task_enabled,
 )
-from pipeline.segments.settings import to_flags
 from pipeline.sources import annotations_path, list_videos, shard
 
 DATASET = config["dataset"]["name"]
@@ -21,11 +21,6 @@ VIDEOS = list_videos(config["dataset"])
 SHARDS = shard(list(VIDEOS), config["extraction"]["shard_size"])
 ANNOTATIONS = annotations_path(config["dataset"])
 RUNS = list(config["runs"])
-SPLITS = ["validation", "test"]
-
-FEATURES = f"results/{DATASET}/features/{ENCODER_SET}"
-INDEX = f"{FEATURES}/index.json"
-STATS = f"{FEATURES}/stats.json"
 # The segment-level (AVE task) and spatial stages, when this data set has their labels.
 SEGMENTS = config["segments"]
 SEGMENT_RUNS = list(SEGMENTS["runs"])
@@ -42,27 +37,16 @@ else:  # AVE's 28 event categories
     from pipeline.importers.ave import CATEGORIES as AVE_CATEGORIES
 
     SEGMENT_CLASSES = len(AVE_CATEGORIES)
-SEGMENT_ANNOTATIONS = (
-    f"results/{DATASET}/segments/labels.json"
-    if SEGMENT_LABELS == "videos"
-    else f"results/{DATASET}/annotations.json"
-)
 if SEGMENTS_AVAILABLE and SEGMENT_LABELS == "videos":
     from pipeline.importers.ave import check_ave_videos
 
     # Every split row's clip must be in videos_dir, before any job runs.
     check_ave_videos(config["dataset"]["segment_labels"], VIDEOS)
-SEGMENT_METRICS = (
-    f"results/{DATASET}/segments/metrics.json" if SEGMENTS_AVAILABLE else None
-)
 SPATIAL = config["spatial"]
 SPATIAL_RUNS = list(SPATIAL["runs"])
 # Weakly supervised localisers vary from seed to seed: the table averages over these.
 SPATIAL_SEEDS = SPATIAL["seeds"]
 SPATIAL_AVAILABLE = task_enabled(config, "spatial")
-SPATIAL_METRICS = (
-    f"results/{DATASET}/spatial/metrics.json" if SPATIAL_AVAILABLE else None
-)
 PUBLISHED_RESULTS = str(
     Path(workflow.basedir) / "pipeline" / "data" / "published_results.yaml"
 )
@@ -85,16 +69,23 @@ def shard_videos(wildcards):
     return [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
 
 
+# Every config-driven job receives its resolved settings the same way: one JSON object on
+# its --settings flag, built by pipeline.config.
+
+
 def run_settings(wildcards):
-    """The merged configuration of one run, as JSON for the training stage."""
+    """The resolved settings of one detection run (pipeline.config.run_config)."""
     return json.dumps(run_config(config, wildcards.run), sort_keys=True)
 
 
-def segment_flags(step, name=""):
-    """The quoted CLI flags of one segment-stage job (``segments`` block of the config)."""
-    return " ".join(
-        shlex.quote(flag) for flag in to_flags(segment_settings(config, step, name))
-    )
+def segment_step_settings(step, name=""):
+    """The settings of one segment-stage job (pipeline.config.segment_settings)."""
+    return json.dumps(segment_settings(config, step, name), sort_keys=True)
+
+
+def spatial_run_settings(wildcards):
+    """The resolved settings of one spatial run (pipeline.config.spatial_settings)."""
+    return json.dumps(spatial_settings(config, wildcards.spatial_run), sort_keys=True)
 
 
 def segment_source(run):
@@ -125,24 +116,3 @@ def segment_summary(dataset, run):
 def segment_summaries(wildcards):
     """Every summary the segment table reads."""
     return sorted({segment_summary(wildcards.dataset, run) for run in SEGMENT_RUNS})
-
-
-def spatial_flags(wildcards):
-    """The quoted training flags of one spatial run (``spatial`` block of the config)."""
-    run, training = SPATIAL["runs"][wildcards.spatial_run], SPATIAL["training"]
-    flags = [
-        f"--method={run['method']}",
-        f"--model={json.dumps(run['model'], sort_keys=True)}",
-        f"--epochs={training['epochs']}",
-        f"--batch-size={training['batch_size']}",
-        f"--lr={training['learning_rate']}",
-        f"--weight-decay={training['weight_decay']}",
-        f"--train-snippets={training['train_snippets']}",
-    ]
-    return " ".join(shlex.quote(flag) for flag in flags)
-
-
-if ANNOTATIONS is None:
-    FINAL_TARGETS = [INDEX, STATS]
-else:
-    FINAL_TARGETS = [f"results/{DATASET}/report.md", f"results/{DATASET}/table.md"]

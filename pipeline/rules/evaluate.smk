@@ -4,8 +4,14 @@
 rule infer:
     input:
         model="results/{dataset}/runs/{run}/model.pt",
-        index=INDEX,
-        stats=STATS,
+        index=expand(
+            "results/{{dataset}}/features/{encoder_set}/index.json",
+            encoder_set=ENCODER_SET,
+        ),
+        stats=expand(
+            "results/{{dataset}}/features/{encoder_set}/stats.json",
+            encoder_set=ENCODER_SET,
+        ),
         annotations=ANNOTATIONS or [],
     output:
         events="results/{dataset}/runs/{run}/events/{split}.json",

@@ -10,7 +10,7 @@ if config["dataset"]["source"] != "import":
             "results/{dataset}/features/{encoder_set}/shards/{shard}.json",
         params:
             settings=json.dumps(extraction_settings(config), sort_keys=True),
-            out_dir=FEATURES,
+            out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{wildcards.encoder_set}",
             on_error=config["extraction"]["on_error"],
             batch_size=config["extraction"]["batch_size"],
             device=config["extraction"]["device"],

@@ -3,9 +3,6 @@
 
 if config["dataset"]["source"] == "import":
     IMPORT = config["dataset"]["import"]
-    IMPORT_LOG = f"results/{DATASET}/logs/import/{ENCODER_SET}.log"
-    IMPORT_BENCHMARK = f"results/{DATASET}/benchmarks/import/{ENCODER_SET}.tsv"
-    IMPORT_NAMES = f"--dataset {DATASET} --encoder-set {ENCODER_SET}"
 
     if IMPORT["format"] == "unav100":
 
@@ -14,22 +11,23 @@ if config["dataset"]["source"] == "import":
                 annotations=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
             output:
-                index=INDEX,
-                stats=STATS,
-                manifest=f"{FEATURES}/shards/import.json",
+                index="results/{dataset}/features/{encoder_set}/index.json",
+                stats="results/{dataset}/features/{encoder_set}/stats.json",
+                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
             params:
-                out_dir=FEATURES,
+                out_dir=lambda wildcards: (
+                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                ),
                 release=IMPORT["release"],
                 missing=IMPORT["missing"],
-                names=IMPORT_NAMES,
             log:
-                IMPORT_LOG,
+                "results/{dataset}/logs/import/{encoder_set}.log",
             benchmark:
-                IMPORT_BENCHMARK
+                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
             shell:
                 "python -m pipeline.importers.unav100 --annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
-                "--release {params.release} --missing {params.missing} {params.names} "
+                "--release {params.release} --missing {params.missing} --dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} "
                 "> {log} 2>&1"
 
     if IMPORT["format"] == "ave":
@@ -39,23 +37,24 @@ if config["dataset"]["source"] == "import":
                 dataset_dir=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
             output:
-                index=INDEX,
-                stats=STATS,
-                manifest=f"{FEATURES}/shards/import.json",
+                index="results/{dataset}/features/{encoder_set}/index.json",
+                stats="results/{dataset}/features/{encoder_set}/stats.json",
+                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
                 annotations=ANNOTATIONS,
-                segments=f"results/{DATASET}/segments.csv",
+                segments="results/{dataset}/segments.csv",
             params:
-                out_dir=FEATURES,
-                names=IMPORT_NAMES,
+                out_dir=lambda wildcards: (
+                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                ),
             log:
-                IMPORT_LOG,
+                "results/{dataset}/logs/import/{encoder_set}.log",
             benchmark:
-                IMPORT_BENCHMARK
+                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
             shell:
                 "python -m pipeline.importers.ave --annotations {input.dataset_dir:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--annotations-out {output.annotations:q} --segments-out {output.segments:q} "
-                "{params.names} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} > {log} 2>&1"
 
     if IMPORT["format"] == "actionformer":
 
@@ -64,26 +63,27 @@ if config["dataset"]["source"] == "import":
                 annotations=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
             output:
-                index=INDEX,
-                stats=STATS,
-                manifest=f"{FEATURES}/shards/import.json",
+                index="results/{dataset}/features/{encoder_set}/index.json",
+                stats="results/{dataset}/features/{encoder_set}/stats.json",
+                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
                 annotations=ANNOTATIONS,
             params:
-                out_dir=FEATURES,
+                out_dir=lambda wildcards: (
+                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                ),
                 release=IMPORT["release"],
                 missing=IMPORT["missing"],
                 validation_fraction=IMPORT["validation_fraction"],
-                names=IMPORT_NAMES,
             log:
-                IMPORT_LOG,
+                "results/{dataset}/logs/import/{encoder_set}.log",
             benchmark:
-                IMPORT_BENCHMARK
+                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
             shell:
                 "python -m pipeline.importers.actionformer --annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--release {params.release} --annotations-out {output.annotations:q} "
                 "--missing {params.missing} --validation-fraction {params.validation_fraction} "
-                "{params.names} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} > {log} 2>&1"
 
     if IMPORT["format"] == "perception_test":
 
@@ -94,24 +94,25 @@ if config["dataset"]["source"] == "import":
                 audio=IMPORT["features_dir"],
                 video=IMPORT["video_features_dir"],
             output:
-                index=INDEX,
-                stats=STATS,
-                manifest=f"{FEATURES}/shards/import.json",
+                index="results/{dataset}/features/{encoder_set}/index.json",
+                stats="results/{dataset}/features/{encoder_set}/stats.json",
+                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
                 annotations=ANNOTATIONS,
             params:
-                out_dir=FEATURES,
+                out_dir=lambda wildcards: (
+                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                ),
                 task=IMPORT["task"],
                 missing=IMPORT["missing"],
                 validation_fraction=IMPORT["validation_fraction"],
-                names=IMPORT_NAMES,
             log:
-                IMPORT_LOG,
+                "results/{dataset}/logs/import/{encoder_set}.log",
             benchmark:
-                IMPORT_BENCHMARK
+                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
             shell:
                 "python -m pipeline.importers.perception_test "
                 "--annotations {input.annotations:q} --extra-annotations {input.extra:q} "
                 "--features-dir {input.audio:q} --video-features-dir {input.video:q} "
                 "--out {params.out_dir:q} --annotations-out {output.annotations:q} "
                 "--task {params.task} --missing {params.missing} "
-                "--validation-fraction {params.validation_fraction} {params.names} > {log} 2>&1"
+                "--validation-fraction {params.validation_fraction} --dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} > {log} 2>&1"

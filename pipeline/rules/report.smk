@@ -5,7 +5,10 @@ rule report:
     input:
         metrics=expand("results/{{dataset}}/runs/{run}/metrics.json", run=RUNS),
         summaries=expand("results/{{dataset}}/runs/{run}/train_summary.json", run=RUNS),
-        index=INDEX,
+        index=expand(
+            "results/{{dataset}}/features/{encoder_set}/index.json",
+            encoder_set=ENCODER_SET,
+        ),
     output:
         "results/{dataset}/report.md",
     params:

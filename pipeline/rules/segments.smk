@@ -26,7 +26,10 @@ if SEGMENTS_AVAILABLE and SEGMENT_LABELS == "import":
 
     rule segments_released_features:
         input:
-            index=INDEX,
+            index=expand(
+                "results/{{dataset}}/features/{encoder_set}/index.json",
+                encoder_set=ENCODER_SET,
+            ),
             segments="results/{dataset}/segments.csv",
             annotations=ANNOTATIONS,
         output:
@@ -48,13 +51,17 @@ if SEGMENTS_AVAILABLE and SEGMENT_LABELS != "import":
         input:
             videos=list(VIDEOS.values()),
             segments="results/{dataset}/segments.csv",
-            annotations=SEGMENT_ANNOTATIONS,
+            annotations=(
+                "results/{dataset}/segments/labels.json"
+                if SEGMENT_LABELS == "videos"
+                else "results/{dataset}/annotations.json"
+            ),
         output:
             "results/{dataset}/segments/clips.zarr/zarr.json",
         params:
             num_classes=SEGMENT_CLASSES,
             store=lambda wildcards: f"results/{wildcards.dataset}/segments/clips.zarr",
-            flags=segment_flags("clips"),
+            settings=segment_step_settings("clips"),
         log:
             "results/{dataset}/logs/segments/clips.log",
         benchmark:
@@ -63,7 +70,7 @@ if SEGMENTS_AVAILABLE and SEGMENT_LABELS != "import":
         shell:
             "OMP_NUM_THREADS={threads} python -m pipeline.segments.clips {input.videos:q} "
             "--segments {input.segments:q} --annotations {input.annotations:q} "
-            "--num-classes {params.num_classes} {params.flags} --out {params.store:q} "
+            "--num-classes {params.num_classes} --settings {params.settings:q} --out {params.store:q} "
             "> {log} 2>&1"
 
     rule segments_pretrain:
@@ -73,7 +80,9 @@ if SEGMENTS_AVAILABLE and SEGMENT_LABELS != "import":
             checkpoint="results/{dataset}/segments/pretrain/{pretraining}/avbt.pt",
             summary="results/{dataset}/segments/pretrain/{pretraining}/avbt.json",
         params:
-            flags=lambda wildcards: segment_flags("pretraining", wildcards.pretraining),
+            settings=lambda wildcards: segment_step_settings(
+                "pretraining", wildcards.pretraining
+            ),
             store=lambda wildcards: f"results/{wildcards.dataset}/segments/clips.zarr",
         log:
             "results/{dataset}/logs/segments/pretrain-{pretraining}.log",
@@ -82,7 +91,8 @@ if SEGMENTS_AVAILABLE and SEGMENT_LABELS != "import":
         threads: 1
         shell:
             "OMP_NUM_THREADS={threads} python -m pipeline.segments.pretrain "
-            "--clips {params.store:q} {params.flags} --out {output.checkpoint:q} > {log} 2>&1"
+            "--clips {params.store:q} --settings {params.settings:q} --out {output.checkpoint:q} "
+            "> {log} 2>&1"
 
     rule segments_features:
         input:
@@ -113,7 +123,9 @@ if SEGMENTS_AVAILABLE:
             metrics="results/{dataset}/segments/runs/{segment_run}/metrics.json",
         params:
             kind=lambda wildcards: SEGMENTS["runs"][wildcards.segment_run]["model"],
-            flags=lambda wildcards: segment_flags("run", wildcards.segment_run),
+            settings=lambda wildcards: segment_step_settings(
+                "run", wildcards.segment_run
+            ),
             out_dir=lambda wildcards: (
                 f"results/{wildcards.dataset}/segments/runs/{wildcards.segment_run}"
             ),
@@ -124,7 +136,7 @@ if SEGMENTS_AVAILABLE:
         threads: 1
         shell:
             "OMP_NUM_THREADS={threads} python -m pipeline.segments.train --features {input:q} "
-            "--model {params.kind} {params.flags} --out {params.out_dir:q} > {log} 2>&1"
+            "--model {params.kind} --settings {params.settings:q} --out {params.out_dir:q} > {log} 2>&1"
 
     rule segments_table:
         input:
@@ -154,5 +166,3 @@ if SEGMENTS_AVAILABLE:
             "python -m pipeline.segments.table {params.runs} "
             "--title {wildcards.dataset} --out {output.table:q} --json {output.metrics:q} "
             "{params.benchmark} > {log} 2>&1"
-
-    FINAL_TARGETS.append(f"results/{DATASET}/segments/table.md")

@@ -5,7 +5,10 @@
 # (boxes).
 rule spatial_train:
     input:
-        index=f"{FEATURES}/index.json",
+        index=expand(
+            "results/{{dataset}}/features/{encoder_set}/index.json",
+            encoder_set=ENCODER_SET,
+        ),
         boxes="results/{dataset}/boxes.json",
         annotations=ANNOTATIONS or [],
     output:
@@ -13,7 +16,7 @@ rule spatial_train:
         summary="results/{dataset}/spatial/{spatial_run}/seed{seed}/train_summary.json",
         epochs="results/{dataset}/spatial/{spatial_run}/seed{seed}/train_log.json",
     params:
-        flags=spatial_flags,
+        settings=spatial_run_settings,
         out_dir=lambda wildcards: (
             f"results/{wildcards.dataset}/spatial/{wildcards.spatial_run}/seed{wildcards.seed}"
         ),
@@ -24,7 +27,7 @@ rule spatial_train:
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m pipeline.spatial.train --index {input.index:q} "
-        "--boxes {input.boxes:q} --annotations {input.annotations:q} {params.flags} "
+        "--boxes {input.boxes:q} --annotations {input.annotations:q} --settings {params.settings:q} "
         "--name {wildcards.spatial_run} --seed {wildcards.seed} --out {params.out_dir:q} "
         "> {log} 2>&1"
 
@@ -32,7 +35,10 @@ rule spatial_train:
 rule spatial_evaluate:
     input:
         model="results/{dataset}/spatial/{spatial_run}/seed{seed}/model.pt",
-        index=f"{FEATURES}/index.json",
+        index=expand(
+            "results/{{dataset}}/features/{encoder_set}/index.json",
+            encoder_set=ENCODER_SET,
+        ),
         boxes="results/{dataset}/boxes.json",
         annotations=ANNOTATIONS or [],
     output:

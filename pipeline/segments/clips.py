@@ -8,6 +8,7 @@ its audio is samples ``[k * sr, (k + 1) * sr)``, turned into VGGish's log-mel sp
 frames wholly inside the segment (25 ms every 10 ms, no centring) on an HTK mel filter bank
 from 125 to 7500 Hz, ``log(mel + 0.01)``, the first 96 frames. (VGGish's own filter bank
 leaves out the DC bin; librosa's HTK bank used here gives it no weight below 125 Hz either.)
+The spectrogram is :class:`pipeline.audio.LogMelSpectrogram`, shared with the classic encoder.
 
 Labels come from an AVE-style ``segments.csv`` (``video_id,segment,start_s,end_s,label,
 label_id``, background = label_id K) and each video's subset from ``annotations.json``; a
@@ -34,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import librosa
 import numpy as np
 import zarr
 
-from pipeline.decode import iter_frames, read_audio
-from pipeline.segments.settings import ClipSettings, add_arguments, from_arguments, from_dict
+from pipeline.audio import LogMelSpectrogram
+from pipeline.cli import user_errors
+from pipeline.config import settings_argument
+from pipeline.decode import DecodeError, iter_frames, read_audio
+from pipeline.segments.settings import ClipSettings, check_settings, from_dict, settings_help
 from pipeline.store import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -145,20 +148,21 @@ def read_segment_labels(
 def log_mel_spectrogram(waveforms: np.ndarray, settings: ClipSettings) -> np.ndarray:
     """``(S, N)`` float32 one-second waveforms -> ``(S, mel_frames, n_mels)`` float32 VGGish
     log-mel spectrograms (see the module docstring)."""
-    frames = np.lib.stride_tricks.sliding_window_view(waveforms, settings.window_length, axis=-1)
-    frames = frames[:, :: settings.hop_length][:, : settings.mel_frames]  # (S, M, win)
-    window = np.hanning(settings.window_length + 1)[:-1].astype(np.float32)  # periodic Hann
-    magnitude = np.abs(np.fft.rfft(frames * window, n=settings.n_fft, axis=-1))  # (S, M, K)
-    mel_basis = librosa.filters.mel(
-        sr=settings.sample_rate,
+    front_end = LogMelSpectrogram(
+        sample_rate=settings.sample_rate,
         n_fft=settings.n_fft,
+        hop_length=settings.hop_length,
         n_mels=settings.n_mels,
         fmin=settings.fmin,
         fmax=settings.fmax,
+        window_length=settings.window_length,
+        power=1,  # magnitudes
         htk=True,
         norm=None,
-    )  # (n_mels, K)
-    return np.log(magnitude @ mel_basis.T + settings.log_offset).astype(np.float32)
+        log_offset=settings.log_offset,
+        fft_float64=True,
+    )
+    return front_end(waveforms, max_frames=settings.mel_frames)  # (S, mel_frames, n_mels)
 
 
 def decode_video_segments(
@@ -281,6 +285,7 @@ def load_clips(path: str | Path, max_in_memory_bytes: int = IN_MEMORY_BYTES) -> 
     )
 
 
+@user_errors(DecodeError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="+", help="video files; the id is the file name stem")
@@ -288,10 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--annotations", required=True, help="annotations.json (subsets)")
     parser.add_argument("--num-classes", type=int, required=True, help="K (background = K)")
     parser.add_argument("--out", required=True, help="clips .zarr store to write")
-    add_arguments(parser, ClipSettings)
+    parser.add_argument("--settings", default="{}", help=settings_help(ClipSettings))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = from_arguments(ClipSettings, args)
+    settings = check_settings(ClipSettings, settings_argument(args.settings), "--settings")
     started = time.perf_counter()
     labels = read_segment_labels(args.segments, args.annotations, args.num_classes)
     videos = {Path(video).stem: video for video in args.videos}

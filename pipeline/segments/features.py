@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +34,8 @@ import numpy as np
 import torch
 
 from models.avbt import AVBarlowTwins
+from pipeline.cli import user_errors
+from pipeline.io import atomic_path
 from pipeline.segments.augment import centre_crops
 from pipeline.segments.clips import SegmentClips, load_clips, read_segment_labels
 from pipeline.segments.pretrain import frames_to_tensor, load_pretrained
@@ -138,20 +139,18 @@ def released_features(
 def save_features(features: SegmentFeatures, path: str | Path) -> Path:
     """Write ``features`` to an ``.npz`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(
-        partial,
-        audio=features.audio,
-        visual=features.visual,
-        video_ids=features.video_ids,
-        segments=features.segments,
-        label_ids=features.label_ids,
-        subsets=features.subsets,
-        num_classes=np.int64(features.num_classes),
-        pretraining=np.array(json.dumps(features.pretraining)),
-    )
-    partial.replace(path)
+    with atomic_path(path, suffix=".part.npz") as partial:  # np.savez would append .npz
+        np.savez(
+            partial,
+            audio=features.audio,
+            visual=features.visual,
+            video_ids=features.video_ids,
+            segments=features.segments,
+            label_ids=features.label_ids,
+            subsets=features.subsets,
+            num_classes=np.int64(features.num_classes),
+            pretraining=np.array(json.dumps(features.pretraining)),
+        )
     return path
 
 
@@ -169,6 +168,7 @@ def load_features(path: str | Path) -> SegmentFeatures:
     return SegmentFeatures(**arrays, num_classes=num_classes, pretraining=pretraining)
 
 
+@user_errors(StoreError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", help="clips .zarr of pipeline.segments.clips (AV-BT)")

@@ -32,6 +32,8 @@ import torch
 
 from models import count_parameters
 from models.avbt import AVBarlowTwins, BackboneConfig, avbt_loss
+from pipeline.cli import user_errors
+from pipeline.config import settings_argument
 from pipeline.runtime import load_checkpoint, save_checkpoint
 from pipeline.segments.augment import augment_frames
 from pipeline.segments.clips import SegmentClips, load_clips
@@ -39,9 +41,9 @@ from pipeline.segments.lars import LARS, lars_param_groups, warmup_cosine_factor
 from pipeline.segments.settings import (
     ClipSettings,
     PretrainSettings,
-    add_arguments,
-    from_arguments,
+    check_settings,
     from_dict,
+    settings_help,
 )
 
 log = logging.getLogger(__name__)
@@ -230,14 +232,15 @@ def load_pretrained(path: str | Path) -> tuple[AVBarlowTwins, dict[str, Any]]:
     return model, checkpoint
 
 
+@user_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", required=True, help="clips .zarr of pipeline.segments.clips")
     parser.add_argument("--out", required=True, help="checkpoint .pt to write (+ .json summary)")
-    add_arguments(parser, PretrainSettings)
+    parser.add_argument("--settings", default="{}", help=settings_help(PretrainSettings))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = from_arguments(PretrainSettings, args)
+    settings = check_settings(PretrainSettings, settings_argument(args.settings), "--settings")
     clips = load_clips(args.clips)
     result = pretrain(clips, settings)
     summary = save_pretrained(args.out, result, settings, clips.settings)

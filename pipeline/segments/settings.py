@@ -1,21 +1,20 @@
 """Settings of the segment-level (AVE-style) stage: one frozen dataclass per step.
 
-Each field carries its help text in ``metadata["help"]``; :func:`add_arguments` turns a
-dataclass into command-line flags (``--frame-fps``) with the field's default, and
-:func:`from_arguments` builds the dataclass back from the parsed flags, so the defaults live
-in one place. The defaults are the paper's (AV-BT + TACMA, Applied Sciences 12(24) 12622,
-Sec. 4.1); the CPU demo overrides them in ``workflow_config.yaml``. The workflow config's
-``segments`` block overrides them by field name: :func:`check_settings` validates such a
-mapping when the config is loaded, and :func:`to_flags` renders it as the step's command-line flags.
+Each field carries its help text in ``metadata["help"]``. The defaults live here, once: they
+are the paper's (AV-BT + TACMA, Applied Sciences 12(24) 12622, Sec. 4.1); the CPU demo
+overrides them in ``workflow_config.yaml``. The workflow config's ``segments`` block overrides
+them by field name: :func:`check_settings` validates such a mapping when the config is loaded
+(:mod:`pipeline.config`), and again when a step receives it as its ``--settings`` JSON.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from models.keys import check_keys
 
 Settings = TypeVar("Settings")
 
@@ -228,44 +227,13 @@ def check_pretrained_weights(settings: PretrainSettings, where: str) -> None:
         )
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def add_arguments(parser: argparse.ArgumentParser, settings_class: type) -> None:
-    """Add one flag per field of ``settings_class`` (tuples take several values)."""
-    group = parser.add_argument_group(settings_class.__name__)
-    for item in dataclasses.fields(settings_class):
-        default = item.default
-        help_text = f"{item.metadata['help']} (default: {default})".replace("%", "%%")
-        if isinstance(default, bool):
-            group.add_argument(_flag(item.name), type=_parse_bool, default=default, help=help_text)
-        elif isinstance(default, tuple):
-            kind = type(default[0])
-            group.add_argument(
-                _flag(item.name), type=kind, nargs="+", default=default, help=help_text
-            )
-        else:
-            group.add_argument(
-                _flag(item.name), type=type(default), default=default, help=help_text
-            )
-
-
-def from_arguments(settings_class: type[Settings], args: argparse.Namespace) -> Settings:
-    """Build ``settings_class`` from flags added by :func:`add_arguments`."""
-    values = {}
-    for item in dataclasses.fields(settings_class):
-        value = getattr(args, item.name)
-        values[item.name] = tuple(value) if isinstance(item.default, tuple) else value
-    return settings_class(**values)
+def settings_help(settings_class: type) -> str:
+    """The ``--settings`` help of a step: every field with its default."""
+    fields = ", ".join(f"{item.name}={item.default}" for item in dataclasses.fields(settings_class))
+    text = f"{settings_class.__name__} as a JSON object (or a JSON file), e.g. from the config's "
+    return (text + f"segments block; fields left out keep the paper's values: {fields}").replace(
+        "%", "%%"
+    )
 
 
 def check_settings(settings_class: type[Settings], values: dict[str, Any], where: str) -> Settings:
@@ -278,11 +246,8 @@ def check_settings(settings_class: type[Settings], values: dict[str, Any], where
     """
     fields = {item.name: item for item in dataclasses.fields(settings_class)}
     converted = {}
+    check_keys(values, fields, where)
     for key, value in values.items():
-        if key not in fields:
-            raise ValueError(
-                f"unknown key '{where}.{key}'; valid keys here: {', '.join(sorted(fields))}"
-            )
         default = fields[key].default
         if isinstance(default, tuple):
             if not isinstance(value, list | tuple) or not all(
@@ -295,6 +260,8 @@ def check_settings(settings_class: type[Settings], values: dict[str, Any], where
             raise ValueError(
                 f"'{where}.{key}' must be of type {type(default).__name__}, got {value!r}"
             )
+        elif isinstance(default, float):
+            value = float(value)  # as the field's type: 1 -> 1.0
         converted[key] = value
     try:
         return settings_class(**converted)
@@ -309,20 +276,6 @@ def _matches(value: Any, default: Any) -> bool:
     if isinstance(default, float):
         return isinstance(value, int | float)
     return isinstance(value, type(default))
-
-
-def to_flags(values: dict[str, Any]) -> list[str]:
-    """Command-line flags of :func:`add_arguments` for the fields in ``values``.
-
-    ``{"theta": 0.5, "crop_scale": [0.5, 1.0], "shared_projector": False}`` ->
-    ``["--theta", "0.5", "--crop-scale", "0.5", "1.0", "--shared-projector", "false"]``.
-    """
-    flags = []
-    for key, value in sorted(values.items()):
-        flags.append(_flag(key))
-        items = value if isinstance(value, list | tuple) else [value]
-        flags.extend(str(item).lower() if isinstance(item, bool) else str(item) for item in items)
-    return flags
 
 
 def from_dict(settings_class: type[Settings], values: dict[str, Any]) -> Settings:

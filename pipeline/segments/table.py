@@ -14,18 +14,19 @@ pretrain/avbt/avbt.json --run audio avbt ... --title demo --out table.md --json 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from pipeline.cli import user_errors
+from pipeline.io import read_json, write_json_atomic, write_text_atomic
 from pipeline.published import PublishedEntry, published_entries
 
 log = logging.getLogger(__name__)
+
+RERUN = "run the step that writes it"  # what to do about a missing input file
 
 DISPLAY_NAMES = {
     "audio": "AV-BT audio only",
@@ -55,13 +56,6 @@ class RunInput:
     pretraining: str
     metrics: dict[str, Any]  # metrics.json of pipeline.segments.train
     pretraining_summary: dict[str, Any]  # avbt.json of pipeline.segments.pretrain
-
-
-def _read_json(path: str | Path, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist; run the step that writes it")
-    return json.loads(path.read_text())
 
 
 def row_label(name: str, kind: str, released: bool = False) -> str:
@@ -271,13 +265,7 @@ def render(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    partial.replace(path)
-
-
+@user_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -295,27 +283,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--benchmark", help="its benchmark whose numbers go beside ours (ave)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        runs = [
-            RunInput(
-                name=name,
-                pretraining=pretraining,
-                metrics=_read_json(metrics, f"run {name}: metrics"),
-                pretraining_summary=_read_json(summary, f"pre-training {pretraining}: summary"),
-            )
-            for name, pretraining, metrics, summary in args.run
-        ]
-        published = (
-            published_entries(args.benchmark, path=args.published)
-            if args.published and args.benchmark
-            else []
+    runs = [
+        RunInput(
+            name=name,
+            pretraining=pretraining,
+            metrics=read_json(metrics, f"run {name}: metrics", hint=RERUN),
+            pretraining_summary=read_json(
+                summary, f"pre-training {pretraining}: summary", hint=RERUN
+            ),
         )
-        summary = collect(runs, published)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    _write_atomic(Path(args.json), json.dumps(summary, indent=1))
-    _write_atomic(Path(args.out), render(summary, args.title))
+        for name, pretraining, metrics, summary in args.run
+    ]
+    published = (
+        published_entries(args.benchmark, path=args.published)
+        if args.published and args.benchmark
+        else []
+    )
+    summary = collect(runs, published)
+    write_json_atomic(args.json, summary, indent=1)
+    write_text_atomic(args.out, render(summary, args.title))
     log.info("%s", verdict(summary))
     return 0
 

@@ -34,10 +34,12 @@ from torch import Tensor, nn
 
 from models import count_parameters
 from models.tacma import CLASSIFIERS, SegmentClassifier, masked_segment_cross_entropy
+from pipeline.cli import user_errors
+from pipeline.config import settings_argument
 from pipeline.runtime import save_checkpoint
 from pipeline.segments.features import SegmentFeatures, load_features
 from pipeline.segments.metrics import majority_accuracy, segment_accuracy
-from pipeline.segments.settings import ClassifierSettings, add_arguments, from_arguments
+from pipeline.segments.settings import ClassifierSettings, check_settings, settings_help
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +228,7 @@ def train_classifier(
     return {"metrics": metrics, "state_dict": best["state"], "stats": stats}
 
 
+@user_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -233,10 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, choices=MODELS, help="classifier to train")
     parser.add_argument("--out", required=True, help="folder for model.pt and metrics.json")
-    add_arguments(parser, ClassifierSettings)
+    parser.add_argument("--settings", default="{}", help=settings_help(ClassifierSettings))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = from_arguments(ClassifierSettings, args)
+    settings = check_settings(ClassifierSettings, settings_argument(args.settings), "--settings")
     features = load_features(args.features)
     result = train_classifier(features, args.model, settings)
     out_dir = Path(args.out)

@@ -6,6 +6,8 @@
   pointing accuracy.
 - :mod:`~pipeline.spatial.train`, :mod:`~pipeline.spatial.evaluate`,
   :mod:`~pipeline.spatial.table`: the CLIs the workflow runs (``python -m pipeline.spatial.X``).
+- :mod:`~pipeline.spatial.checkpoint`: a trained localiser on disk (written by training, read by
+  evaluation).
 
 The models (M2VSL, arXiv 2409.00486, and the similarity-map baseline) live in
 :mod:`models.m2vsl`.

@@ -2,7 +2,7 @@
 
 A grid row of a feature store is computed from one frame of the snippet: the middle one of the
 ``frames_per_snippet`` frames that the visual encoder samples (``encode_grid`` uses frame
-``F // 2``; :func:`pipeline.extract.frame_indices` says which resampled frame that is). That
+``F // 2``; :func:`pipeline.decode.frame_indices` says which resampled frame that is). That
 resampled frame, at time ``m / fps``, shows the latest source frame at or before it
 (:func:`pipeline.decode.iter_frames`), so the grid of snippet k shows source frame
 ``floor(m_k / fps * video_fps)``. Ground truth is read for exactly that frame from ``boxes.json``
@@ -13,15 +13,15 @@ exclusive): the mask is the union of the boxes of the objects that sound at the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.extract import frame_indices
-from pipeline.store import StoreError, read_store
+from pipeline.decode import frame_indices
+from pipeline.io import read_json
+from pipeline.store import StoreError, StoreInfo, read_store
 
 SPLITS = ("train", "validation", "test")
 FRAME_EPS = 1e-6  # float slack when mapping times to frame indices
@@ -71,14 +71,6 @@ class SpatialSnippets:
         )
 
 
-def read_json(path: str | Path, what: str) -> dict[str, Any]:
-    """Read a JSON file; a missing file raises ``FileNotFoundError`` saying what it should be."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    return json.loads(path.read_text())
-
-
 def split_video_ids(annotations: dict[str, Any], split: str, source: str) -> list[str]:
     """Sorted ids of the videos of ``split`` in UnAV-100-format annotations."""
     if split not in SPLITS:
@@ -89,12 +81,19 @@ def split_video_ids(annotations: dict[str, Any], split: str, source: str) -> lis
     return sorted(vid for vid, entry in database.items() if entry.get("subset") == split)
 
 
-def grid_frames(attrs: dict[str, Any], timestamps: np.ndarray, video_fps: float) -> np.ndarray:
-    """(T,) index of the source-video frame that each grid row of a store was computed from."""
-    frames_per_snippet = int(attrs["encoders"]["visual"].get("frames_per_snippet", 1))
-    resampled = frame_indices(timestamps, frames_per_snippet, float(attrs["fps"]))  # (T, F)
+def grid_frames(info: StoreInfo, timestamps: np.ndarray) -> np.ndarray:
+    """(T,) index of the source-video frame that each grid row of a store was computed from.
+
+    Args:
+        info: the store's attributes; its extraction ``fps``, source ``video_fps`` and visual
+            encoder's ``frames_per_snippet`` (1 when unrecorded) are used.
+        timestamps: (T, 2) ``[start_s, end_s]`` of each snippet.
+    """
+    fps, video_fps = info.require("fps"), info.require("video_fps")
+    frames_per_snippet = int(info.encoders.get("visual", {}).get("frames_per_snippet", 1))
+    resampled = frame_indices(timestamps, frames_per_snippet, fps)  # (T, F)
     middle = resampled[:, frames_per_snippet // 2]  # (T,) the frame encode_grid reads
-    return np.floor(middle / float(attrs["fps"]) * video_fps + FRAME_EPS).astype(np.int64)
+    return np.floor(middle / fps * video_fps + FRAME_EPS).astype(np.int64)
 
 
 def load_split(index_path: str | Path, annotations_path: str | Path, split: str) -> SpatialSnippets:
@@ -123,9 +122,8 @@ def load_split(index_path: str | Path, annotations_path: str | Path, split: str)
     for vid in wanted:
         store_path = index_path.parent / index["videos"][vid]["store"]
         features = read_store(store_path, with_grid=True)
-        video = features.attrs["video"]
-        this_size = (int(video["width"]), int(video["height"]))
-        this_fps = float(video["fps"])
+        this_size = features.info.require("frame_size")
+        this_fps = features.info.require("video_fps")
         if video_fps is None:
             video_fps, frame_size, grid_shape = this_fps, this_size, features.visual_grid.shape[1:]
         if (this_fps, this_size, features.visual_grid.shape[1:]) != (
@@ -140,10 +138,10 @@ def load_split(index_path: str | Path, annotations_path: str | Path, split: str)
             )
         columns["grid"].append(features.visual_grid)
         columns["audio"].append(features.audio)
-        columns["frame"].append(grid_frames(features.attrs, features.timestamps, this_fps))
+        columns["frame"].append(grid_frames(features.info, features.timestamps))
         ids.extend([vid] * features.num_snippets)
         rows.append(np.arange(features.num_snippets))
-        sources[vid] = str(features.attrs.get("source", video.get("path", "")))
+        sources[vid] = features.info.video_path or ""
     frame_index = np.concatenate(columns["frame"])
     return SpatialSnippets(
         grids=np.concatenate(columns["grid"]).astype(np.float32),

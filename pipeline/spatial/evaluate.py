@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 from models import count_parameters
 from models.m2vsl import SoundLocaliser
+from pipeline.cli import user_errors
 from pipeline.decode import DecodeError
 from pipeline.encoders.classic_visual import block_mean
+from pipeline.spatial.checkpoint import load_localiser
 from pipeline.spatial.data import (
     EvaluationFrames,
     SpatialSnippets,
@@ -39,7 +41,6 @@ from pipeline.spatial.data import (
 )
 from pipeline.spatial.metrics import f_score_curve, frame_scores, summarise
 from pipeline.spatial.plots import plot_heatmaps, read_video_frames
-from pipeline.spatial.train import load_localiser
 from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ def run_evaluation(
     return result
 
 
+@user_errors(StoreError, DecodeError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model.pt of pipeline.spatial.train")
@@ -242,21 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = run_evaluation(
-            model_path=args.model,
-            index_path=args.index,
-            boxes_path=args.boxes,
-            annotations_path=args.annotations,
-            split=args.split,
-            out_path=args.out,
-            heatmaps_path=args.heatmaps,
-            num_plot_frames=args.num_plot_frames,
-            with_video_frames=not args.no_video_frames,
-        )
-    except (StoreError, ValueError, FileNotFoundError, DecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    result = run_evaluation(
+        model_path=args.model,
+        index_path=args.index,
+        boxes_path=args.boxes,
+        annotations_path=args.annotations,
+        split=args.split,
+        out_path=args.out,
+        heatmaps_path=args.heatmaps,
+        num_plot_frames=args.num_plot_frames,
+        with_video_frames=not args.no_video_frames,
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "protocol"}, indent=1))
     return 0
 

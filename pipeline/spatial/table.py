@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.spatial.data import read_json
+from pipeline.cli import user_errors
+from pipeline.display_names import spatial_display_name
+from pipeline.io import read_json
 
-DISPLAY_NAMES = {"m2vsl": "M2VSL", "similarity": "Similarity map (baseline)"}
 HEADLINE = (  # (key, column title); higher is better for all of them
     ("ciou_ap50", "CIoU (AP50)"),
     ("ciou_auc", "AUC"),
@@ -92,12 +93,6 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
-def display_name(name: str, method: str) -> str:
-    """``M2VSL`` for the run named after its method, else ``M2VSL (name)``."""
-    display = DISPLAY_NAMES.get(method, method)
-    return display if name == method else f"{display} ({name})"
-
-
 def verdict(methods: dict[str, dict[str, Any]]) -> str:
     """Which run wins on the headline metrics, with the numbers: each localiser against the
     first similarity-map baseline run, or the best CIoU when there is no pair to compare."""
@@ -106,7 +101,7 @@ def verdict(methods: dict[str, dict[str, Any]]) -> str:
     if not baselines or not others:
         best = max(methods, key=lambda name: methods[name]["mean"]["ciou_ap50"])
         return (
-            f"{display_name(best, methods[best]['method'])} has the best CIoU (AP50), "
+            f"{spatial_display_name(best, methods[best]['method'])} has the best CIoU (AP50), "
             f"{methods[best]['mean']['ciou_ap50']:.3f}."
         )
     base_name = baselines[0]
@@ -115,7 +110,7 @@ def verdict(methods: dict[str, dict[str, Any]]) -> str:
 
 def _versus(name: str, ours: dict[str, Any], base_name: str, base: dict[str, Any]) -> str:
     """One sentence: run ``name`` against the baseline on each headline metric."""
-    label = display_name(name, ours["method"])
+    label = spatial_display_name(name, ours["method"])
     base_label = (
         "the similarity-map baseline"
         if base_name == "similarity"
@@ -170,7 +165,7 @@ def markdown_table(runs: Sequence[dict[str, Any]], title: str) -> str:
     for name, stats in methods.items():
         cells = " | ".join(_cell(stats, key) for key, _ in COLUMNS)
         lines.append(
-            f"| {display_name(name, stats['method'])} | {len(stats['seeds'])} | {cells} "
+            f"| {spatial_display_name(name, stats['method'])} | {len(stats['seeds'])} | {cells} "
             f"| {stats['num_parameters']:,} | {stats['mean']['throughput_frames_per_s']:,.0f} "
             f"| {stats['mean']['train_cpu_seconds']:.1f} |"
         )
@@ -233,6 +228,7 @@ def _without_nan(value: Any) -> Any:
     return value
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", required=True, help="run folders")
@@ -240,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", required=True, help="merged metrics JSON to write")
     parser.add_argument("--title", default="synthetic benchmark", help="data set name")
     args = parser.parse_args(argv)
-    try:
-        methods = write_table(args.runs, args.out, args.json, args.title)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    methods = write_table(args.runs, args.out, args.json, args.title)
     print(verdict(methods))
     return 0
 

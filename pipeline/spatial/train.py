@@ -10,8 +10,8 @@ learning rate 3e-3, the models' temperature 0.2) were chosen on the demo set's v
 longer training and a temperature of 0.07 made more seeds lock a class onto the wrong cells.
 
 Usage: ``python -m pipeline.spatial.train --index results/demo/features/classic/index.json
---boxes results/demo/boxes.json --annotations results/demo/annotations.json --method m2vsl
---seed 0 --out results/demo/spatial/m2vsl/seed0``.
+--boxes results/demo/boxes.json --annotations results/demo/annotations.json
+--settings '{"method": "m2vsl"}' --seed 0 --out results/demo/spatial/m2vsl/seed0``.
 """
 
 from __future__ import annotations
@@ -21,33 +21,33 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from models import count_parameters
+from models.keys import check_keys
 from models.m2vsl import SOUND_LOCALISERS, SoundLocaliser, build_localiser
-from pipeline.runtime import load_checkpoint, save_checkpoint
-from pipeline.spatial.data import (
-    SpatialSnippets,
-    event_snippets,
-    load_boxes,
-    load_split,
-    read_json,
-)
+from pipeline.cli import user_errors
+from pipeline.config import load_schema, settings_argument
+from pipeline.io import read_json
+from pipeline.spatial.checkpoint import save_localiser
+from pipeline.spatial.data import SpatialSnippets, event_snippets, load_boxes, load_split
+from pipeline.spatial.evaluate import evaluate_localiser
 from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "spatial-localiser-v1"
 TRAIN_SNIPPETS = ("events", "all")
 
 
 @dataclass(frozen=True)
 class SpatialTrainConfig:
-    """How a localiser is trained.
+    """How a localiser is trained; the defaults live once, in the workflow schema's
+    ``spatial.training`` block (:meth:`from_settings` fills them in).
 
     Args:
         method: registered localiser name (``m2vsl`` or ``similarity``).
@@ -61,13 +61,24 @@ class SpatialTrainConfig:
     """
 
     method: str
-    model: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    train_snippets: str = "events"
+    model: dict[str, Any]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    train_snippets: str
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], seed: int) -> SpatialTrainConfig:
+        """Build from a run's settings (:func:`pipeline.config.spatial_settings`); training keys
+        it leaves out take the schema's defaults, an unknown key is refused."""
+        schema = load_schema()["properties"]["spatial"]["properties"]["training"]["properties"]
+        defaults = {key: spec["default"] for key, spec in schema.items()}
+        check_keys(settings, ["method", "model", *defaults], "spatial settings")
+        if "method" not in settings:
+            raise ValueError("spatial settings lack 'method' (a registered localiser)")
+        return cls(**{"model": {}, **defaults, **settings, "seed": seed})
 
     def __post_init__(self) -> None:
         if self.method not in SOUND_LOCALISERS:
@@ -137,37 +148,6 @@ def train_localiser(
     return model.eval(), history
 
 
-def save_localiser(
-    path: str | Path, model: SoundLocaliser, cfg: SpatialTrainConfig, frame_size: tuple[int, int]
-) -> Path:
-    """Write a self-contained checkpoint (safe to load with ``weights_only=True``)."""
-    return save_checkpoint(
-        path,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "train_config": asdict(cfg),
-            "derived": {
-                "grid_dim": model.grid_dim,
-                "audio_dim": model.audio_dim,
-                "grid_shape": list(model.grid_shape),
-            },
-            "frame_size": list(frame_size),
-            "state_dict": model.state_dict(),
-        },
-    )
-
-
-def load_localiser(path: str | Path) -> tuple[SoundLocaliser, dict[str, Any]]:
-    """Load a checkpoint of :func:`save_localiser`: the model in eval mode and the payload."""
-    payload = load_checkpoint(path)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a sound-localiser checkpoint; train it with this module")
-    cfg = payload["train_config"]
-    model = build_localiser({"name": cfg["method"], **cfg["model"]}, **payload["derived"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload
-
-
 def run_training(
     *,
     index_path: str | Path,
@@ -180,8 +160,6 @@ def run_training(
     """Train on the train split, write ``model.pt``, ``train_log.json`` and
     ``train_summary.json`` into ``out_dir``, and return the summary. ``name`` labels the run
     in the tables (default: the method)."""
-    from pipeline.spatial.evaluate import evaluate_localiser  # evaluate imports this module
-
     out_dir = Path(out_dir)
     annotations = read_json(annotations_path, "annotations file")
     boxes = load_boxes(boxes_path)
@@ -193,7 +171,7 @@ def run_training(
     model, history = train_localiser(cfg, train)
     train_seconds = time.perf_counter() - started
     train_cpu_seconds = time.process_time() - cpu_started
-    save_localiser(out_dir / "model.pt", model, cfg, train.frame_size)
+    save_localiser(out_dir / "model.pt", model, asdict(cfg), train.frame_size)
     summary: dict[str, Any] = {
         "name": name or cfg.method,
         "method": cfg.method,
@@ -217,52 +195,32 @@ def run_training(
     return summary
 
 
-def _json_object(text: str, flag: str) -> dict[str, Any]:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{flag} is not valid JSON ({err}): {text!r}") from None
-
-
+@user_errors(StoreError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True, help="index.json of stores with visual_grid")
     parser.add_argument("--boxes", required=True, help="boxes.json (validation scores only)")
     parser.add_argument("--annotations", required=True, help="UnAV-format annotations")
-    parser.add_argument("--method", required=True, choices=SOUND_LOCALISERS.names())
+    parser.add_argument(
+        "--settings",
+        required=True,
+        help='the run\'s settings as JSON (or a JSON file): {"method": "m2vsl", "model": {...}, '
+        '"epochs": 10, ...}; training keys left out take the workflow schema\'s defaults',
+    )
     parser.add_argument("--name", default="", help="run name in the tables (default: method)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--model", default="{}", help="localiser keyword arguments as JSON")
-    parser.add_argument("--epochs", type=int, default=SpatialTrainConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=SpatialTrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=SpatialTrainConfig.learning_rate)
-    parser.add_argument("--weight-decay", type=float, default=SpatialTrainConfig.weight_decay)
-    parser.add_argument("--seed", type=int, default=SpatialTrainConfig.seed)
-    parser.add_argument("--train-snippets", choices=TRAIN_SNIPPETS, default="events")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = SpatialTrainConfig(
-            method=args.method,
-            model=_json_object(args.model, "--model"),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            train_snippets=args.train_snippets,
-        )
-        summary = run_training(
-            index_path=args.index,
-            boxes_path=args.boxes,
-            annotations_path=args.annotations,
-            cfg=cfg,
-            out_dir=args.out,
-            name=args.name,
-        )
-    except (StoreError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    cfg = SpatialTrainConfig.from_settings(settings_argument(args.settings), args.seed)
+    summary = run_training(
+        index_path=args.index,
+        boxes_path=args.boxes,
+        annotations_path=args.annotations,
+        cfg=cfg,
+        out_dir=args.out,
+        name=args.name,
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=1))
     return 0
 

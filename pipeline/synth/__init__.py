@@ -6,6 +6,9 @@ background noise and grey clutter are distractors, so neither modality alone sep
 events from distractors.
 
 Usage: ``python -m pipeline.synth --out results/demo --size demo --seed 0 --num-classes 10``.
+
+Importing the package is light (numpy only): PyAV is imported when a video is rendered or
+read, so building the workflow's DAG, which reads :func:`video_ids`, never loads it.
 """
 
 from pipeline.synth.classes import ClassSpec, make_classes

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
+from pipeline.cli import user_errors
 from pipeline.synth.generate import generate
 from pipeline.synth.sizes import SIZES
 
 
+@user_errors()
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and generate the data set."""
     parser = argparse.ArgumentParser(
@@ -26,4 +29,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import av
-
+from pipeline.io import write_json_atomic
 from pipeline.synth.ground_truth import write_ground_truth
 from pipeline.synth.plan import VideoPlan
 from pipeline.synth.planner import plan_dataset
@@ -25,6 +22,8 @@ MANIFEST = "manifest.json"
 
 def is_rendered(plan: VideoPlan, path: Path) -> bool:
     """Whether ``path`` is a finished render of exactly this plan (by its stored hash)."""
+    import av  # here, not at the top: building the DAG imports this package without PyAV
+
     if not path.is_file():
         return False
     try:
@@ -91,6 +90,4 @@ def generate(out_dir: Path, size: str, seed: int, num_classes: int, workers: int
             for plan in plans
         },
     }
-    temp_manifest = videos_dir / f".{MANIFEST}.part"
-    temp_manifest.write_text(json.dumps(manifest, indent=1))
-    os.replace(temp_manifest, manifest_path)
+    write_json_atomic(manifest_path, manifest, indent=1)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import atomic_path, write_json_atomic
 from pipeline.synth.plan import (
     VideoPlan,
     labelled_segments,
@@ -60,13 +59,6 @@ ANNOTATIONS_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write text to ``path`` through a temporary file and a rename."""
-    temp_path = path.with_name(f".{path.name}.part")
-    temp_path.write_text(text)
-    os.replace(temp_path, path)
 
 
 def annotations(plans: list[VideoPlan]) -> dict[str, Any]:
@@ -161,8 +153,8 @@ def write_ground_truth(plans: list[VideoPlan], out_dir: Path) -> None:
             )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "annotations.json", json.dumps(annotations(plans), indent=1))
-    _write_atomic(out_dir / "boxes.json", json.dumps(boxes(plans), separators=(",", ":")))
+    write_json_atomic(out_dir / "annotations.json", annotations(plans), indent=1)
+    write_json_atomic(out_dir / "boxes.json", boxes(plans), separators=(",", ":"))
     classes = [
         {
             "label_id": spec.label_id,
@@ -174,11 +166,12 @@ def write_ground_truth(plans: list[VideoPlan], out_dir: Path) -> None:
         }
         for spec in first.classes
     ]
-    _write_atomic(out_dir / "classes.json", json.dumps(classes, indent=1))
-    temp_csv = out_dir / ".segments.csv.part"
-    with temp_csv.open("w", newline="") as handle:
+    write_json_atomic(out_dir / "classes.json", classes, indent=1)
+    with (
+        atomic_path(out_dir / "segments.csv") as temp_csv,
+        temp_csv.open("w", newline="", encoding="utf-8") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(SEGMENTS_HEADER)
         for plan in plans:
             writer.writerows(segment_rows(plan))
-    os.replace(temp_csv, out_dir / "segments.csv")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
-import av
 import numpy as np
 
+from pipeline.io import atomic_path
 from pipeline.synth.plan import VideoPlan, visible_frames
 from pipeline.synth.shapes import shape_alpha
 from pipeline.synth.sounds import background_noise, class_waveform
@@ -121,6 +119,8 @@ def render_audio(plan: VideoPlan) -> np.ndarray:
 
 def _encode(plan: VideoPlan, path: Path) -> None:
     """Encode a plan into an MP4 at ``path``, streaming one chunk of frames at a time."""
+    import av  # here, not at the top: building the DAG imports this package without PyAV
+
     with av.open(str(path), "w", format="mp4") as container:
         container.metadata["comment"] = HASH_TAG + plan.plan_hash()
         video = container.add_stream("libx264", rate=plan.fps)
@@ -160,29 +160,23 @@ def _encode(plan: VideoPlan, path: Path) -> None:
 def render_video(plan: VideoPlan, path: Path) -> None:
     """Render a plan to an MP4 at ``path``, atomically.
 
-    The file is written under a temporary name in the same folder (``.{stem}.*.part``)
-    and renamed to ``path`` only when complete, so a killed render never leaves a file
-    that looks finished. The plan hash is stored in the MP4's ``comment`` tag.
+    The file is written under a temporary name in the same folder (``.{name}.*.part``,
+    :func:`pipeline.io.atomic_path`) and renamed to ``path`` only when complete, so a killed
+    render never leaves a file that looks finished. The plan hash is stored in the MP4's
+    ``comment`` tag.
 
     Args:
         plan: the video to render.
         path: the MP4 file to write; its folder is created if needed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    try:
-        _encode(plan, Path(temp_name))
-        os.chmod(temp_name, 0o644)  # mkstemp creates owner-only files
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp_path:
+        _encode(plan, temp_path)
 
 
 def read_plan_hash(path: Path) -> str | None:
     """The plan hash stored in an MP4 written by ``render_video``, or None if it has none."""
+    import av
+
     with av.open(str(path)) as container:
         comment = container.metadata.get("comment", "")
     return comment[len(HASH_TAG) :] if comment.startswith(HASH_TAG) else None

@@ -5,6 +5,8 @@ import torch
 
 import models
 from models import ActionFormerDetector, DetectorOutput, build_detector
+from models.detector_config import HeadConfig, TargetConfig
+from models.detectors import ActionFormerLossConfig, BackboneConfig, FusionConfig
 
 DIMS = {"audio": 6, "visual": 10}
 TINY = {
@@ -158,6 +160,37 @@ def test_outputs_do_not_depend_on_padding_and_are_seeded() -> None:
     assert models.count_parameters(twin) == models.count_parameters(detector)
     again = twin(inputs, torch.ones(2, 32, dtype=torch.bool))
     assert all(torch.equal(a, b) for a, b in zip(full.cls_logits, again.cls_logits, strict=True))
+
+
+def test_constructor_takes_config_groups_like_the_flat_config() -> None:
+    torch.manual_seed(0)
+    flat = _detector(modalities=["visual"], label_smoothing=0.1, center_sample_radius=None)
+    torch.manual_seed(0)
+    grouped = ActionFormerDetector(
+        input_dims=DIMS,
+        num_classes=3,
+        fusion=FusionConfig(modalities=["visual"]),
+        backbone=BackboneConfig(embed_dim=16, num_heads=2, num_pyramid_blocks=3, attn_window=5),
+        head=HeadConfig(head_dim=16),
+        targets=TargetConfig(center_sample_radius=None),
+        loss=ActionFormerLossConfig(label_smoothing=0.1),
+    )
+    assert grouped.modalities == ("visual",) and grouped.label_smoothing == 0.1
+    assert list(grouped.state_dict()) == list(flat.state_dict())
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(grouped.state_dict().values(), flat.state_dict().values(), strict=True)
+    )
+    with pytest.raises(TypeError, match="embed_dim"):
+        ActionFormerDetector(input_dims=DIMS, num_classes=3, embed_dim=16)  # flat keys: from_config
+    with pytest.raises(ValueError, match="attn_window lists 2 windows but the pyramid has 6"):
+        BackboneConfig(attn_window=[3, 5])
+    with pytest.raises(ValueError, match="modalities is empty"):
+        FusionConfig(modalities=[])
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        ActionFormerLossConfig(label_smoothing=1.0)
+    with pytest.raises(ValueError, match="cls_prior_prob must be in"):
+        HeadConfig(cls_prior_prob=1.0)
 
 
 def test_count_parameters() -> None:

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from models import build_detector
+from models.detector_config import HeadConfig
 from models.loco import LoCoDetector, LoCoOutput
 from models.loco.cdp import WindowCrossAttention, sample_linear, window_sample_positions
+from models.loco.config import LCCConfig, LoCoEncoderConfig, LoCoPyramidConfig
 from models.loco.heads import assign_class_aware
 from models.loco.lcc import LocalityCorrespondence, lcc_loss, lcc_targets
 from models.loco.pyramid import CrossModalLayer
@@ -204,6 +206,46 @@ def test_regression_loss_uses_the_ground_truth_class_offsets() -> None:
     swapped = right.clone()
     swapped[6, 0], swapped[6, 2] = right[6, 2], right[6, 0]
     assert reg_loss(swapped) == pytest.approx(10 / 7, abs=1e-5)
+
+
+def test_loss_normaliser_counts_positive_point_class_pairs() -> None:
+    detector = _detector(
+        num_pyramid_blocks=0, lcc_weight=0.0, center_sample_radius=None, init_loss_normalizer=1.0
+    )
+    detector.train()
+    output = LoCoOutput(
+        cls_logits=[torch.zeros(1, 16, 3)],
+        offsets=[torch.ones(1, 16, 3, 2)],
+        masks=[torch.ones(1, 16, dtype=torch.bool)],
+        points=make_points([16], [1], [(0.0, math.inf)]),
+    )
+    segments, labels = torch.tensor([[2.5, 9.5], [5.5, 7.5]]), torch.tensor([0, 2])
+    losses = detector.loss(output, [segments], [labels])
+    # class 0: t = 3..9 (7 pairs), class 2: t = 6, 7 (2 pairs); EMA 0.9 * 1 + 0.1 * 9
+    assert detector.loss_normalizer.item() == pytest.approx(1.8)
+    assert list(losses) == ["cls", "reg", "lcc", "loss"] and losses["lcc"].item() == 0.0
+
+
+def test_constructor_takes_config_groups_like_the_flat_config() -> None:
+    torch.manual_seed(0)
+    flat = _detector(lcc_target="smoothed", shifted_windows=False)
+    torch.manual_seed(0)
+    grouped = LoCoDetector(
+        input_dims=DIMS,
+        num_classes=3,
+        encoder=LoCoEncoderConfig(embed_dim=16, num_heads=2, local_window=5, path_drop=0.0),
+        pyramid=LoCoPyramidConfig(num_pyramid_blocks=3, cdp_window=4, shifted_windows=False),
+        lcc=LCCConfig(lcc_target="smoothed"),
+        head=HeadConfig(head_dim=16),
+    )
+    assert grouped.loss_config.reg_loss == "giou" and grouped.lcc_weight == 0.1
+    assert list(grouped.state_dict()) == list(flat.state_dict())
+    for a, b in zip(grouped.state_dict().values(), flat.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="embed_dim must be even"):
+        LoCoEncoderConfig(embed_dim=15)
+    with pytest.raises(ValueError, match="lcc_sigma and lcc_temperature must be > 0"):
+        LCCConfig(lcc_sigma=0.0)
 
 
 def test_decoding_reads_the_candidate_class_offsets() -> None:

@@ -115,8 +115,12 @@ def test_decode_candidates_thresholds_clamps_and_filters() -> None:
 
 
 def test_config_refuses_unknown_keys_and_values() -> None:
-    with pytest.raises(ValueError, match=r"unknown key\(s\) nms_sigma; valid keys: nms, "):
+    with pytest.raises(
+        ValueError, match=r"unknown key 'postprocessing\.nms_sigma'; valid keys here: .*, nms, "
+    ):
         PostProcessingConfig.from_dict({"nms_sigma": 0.4})
+    with pytest.raises(ValueError, match=r"unknown key 'runs\.a\.model\.postprocessing\.top'"):
+        PostProcessingConfig.from_dict({"top": 4}, "runs.a.model.postprocessing")
     with pytest.raises(ValueError, match="soft, hard or none"):
         PostProcessingConfig.from_dict({"nms": "fast"})
     assert PostProcessingConfig.from_dict(None) == PostProcessingConfig()

@@ -1,5 +1,7 @@
 """Registry: building from config, refusing bad names and keys, type checks."""
 
+import inspect
+
 import pytest
 from torch import nn
 
@@ -34,8 +36,74 @@ def test_unknown_name_lists_valid_names() -> None:
 
 
 def test_unknown_key_is_named_and_valid_keys_listed() -> None:
-    with pytest.raises(ValueError, match=r"unknown key\(s\) out_dim; valid keys: .*out_features"):
+    with pytest.raises(
+        ValueError, match=r"unknown key 'linear\.out_dim'; valid keys here: out_features$"
+    ):
         _toy_registry().build({"name": "linear", "out_dim": 3}, in_features=2)
+    with pytest.raises(ValueError, match=r"unknown key 'runs\.a\.model\.out_dim'"):
+        _toy_registry().check({"name": "linear", "out_dim": 3}, ["in_features"], "runs.a.model")
+
+
+def test_check_resolves_defaults_without_building() -> None:
+    registry = Registry("toy", base=nn.Module)
+
+    @registry.register("fragile")
+    class Fragile(nn.Module):
+        def __init__(self, *, in_features: int, width: int = 3, bias: bool = True) -> None:
+            raise AssertionError("check must not build")
+
+    resolved = registry.check({"name": "fragile", "bias": False}, provided=["in_features"])
+    assert resolved == {"name": "fragile", "width": 3, "bias": False}
+    with pytest.raises(ValueError, match=r"required key\(s\) in_features missing"):
+        registry.check({"name": "fragile"})
+    with pytest.raises(AssertionError, match="must not build"):
+        registry.build({"name": "fragile"}, in_features=2)
+
+
+def test_check_config_and_from_config_hooks() -> None:
+    """A class with ``config_signature``/``check_config``/``from_config`` (the detectors'
+    protocol) has its flat keys and values checked by the registry, in check and build."""
+    registry = Registry("toy", base=nn.Module)
+
+    @registry.register("grouped")
+    class Grouped(nn.Module):
+        def __init__(self, *, sizes: tuple[int, int]) -> None:
+            super().__init__()
+            self.layer = nn.Linear(*sizes)
+
+        @classmethod
+        def config_signature(cls) -> inspect.Signature:
+            keyword = inspect.Parameter.KEYWORD_ONLY
+            return inspect.Signature(
+                [
+                    inspect.Parameter("fan_in", keyword),
+                    inspect.Parameter("fan_out", keyword, default=2),
+                ]
+            )
+
+        @classmethod
+        def check_config(cls, resolved: dict, where: str) -> dict:
+            if resolved["fan_out"] < 1:
+                raise ValueError(f"{where}: fan_out must be >= 1")
+            return {**resolved, "checked": True}
+
+        @classmethod
+        def from_config(cls, cfg: dict) -> "Grouped":
+            return cls(sizes=(cfg["fan_in"], cfg.get("fan_out", 2)))
+
+    assert registry.check({"name": "grouped", "fan_in": 3}) == {
+        "name": "grouped",
+        "fan_in": 3,
+        "fan_out": 2,
+        "checked": True,
+    }
+    assert registry.build({"name": "grouped"}, fan_in=4).layer.in_features == 4
+    with pytest.raises(
+        ValueError, match=r"unknown key 'grouped\.sizes'; valid keys here: fan_out$"
+    ):
+        registry.build({"name": "grouped", "sizes": (1, 2)}, fan_in=4)
+    with pytest.raises(ValueError, match="grouped: fan_out must be >= 1"):
+        registry.build({"name": "grouped", "fan_out": 0}, fan_in=4)
 
 
 def test_missing_and_clashing_keys() -> None:
@@ -67,9 +135,11 @@ def test_build_checks_built_type() -> None:
 
 def test_project_registries_hold_the_components() -> None:
     assert "actionformer" in DETECTORS
+    with pytest.raises(TypeError, match="must subclass TemporalDetector"):
+        DETECTORS.register("linear")(nn.Linear)  # a detector is a TemporalDetector subclass
     assert {"identity", "fpn"} <= set(NECKS.names())
     assert "neck" in repr(NECKS) and "(B, C, T_l)" in NECKS.contract
-    with pytest.raises(ValueError, match=r"unknown key\(s\) embed_size"):
+    with pytest.raises(ValueError, match=r"unknown key 'actionformer\.embed_size'"):
         models.build_detector(
             {
                 "name": "actionformer",

@@ -92,6 +92,18 @@ def test_detectors_are_named_from_their_model_config() -> None:
     assert comparison.describe_detector(None) == "–"
 
 
+def test_detector_names_take_the_models_own_defaults() -> None:
+    """Keys left out resolve to the models' defaults (models.check_detector_config)."""
+    assert comparison.describe_detector({"name": "actionformer"}) == (
+        "ActionFormer, early fusion (audio + visual)"
+    )
+    assert comparison.describe_detector({"name": "loco"}) == "LoCo (cdp cross-attention, LCC)"
+    no_gate = {**MRAVFF, "neck": {"name": "mravff", "gate": False}}
+    assert comparison.describe_detector(no_gate) == "ActionFormer + MRAV-FF (no gate)"
+    with pytest.raises(ValueError, match=r"unknown key 'loco\.lcc_wieght'"):
+        comparison.describe_detector({**LOCO, "lcc_wieght": 0.0})
+
+
 def test_winners_and_margins_by_hand(runs: list[Path]) -> None:
     text, numbers = comparison.build_comparison("t", runs, SEGMENTS, SPATIAL)
     detection = numbers["tasks"]["detection"]["winners"]

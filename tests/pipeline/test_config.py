@@ -10,10 +10,10 @@ from pipeline.config import (
     load_config,
     run_config,
     segment_settings,
-    stable_hash,
     task_enabled,
     validate_config,
 )
+from pipeline.io import stable_hash
 
 
 def test_defaults_fill_every_section():
@@ -48,6 +48,8 @@ def test_repository_config_is_valid():
             "runs.a.training.epochs",
         ),
         ({"runs": {"a": {"training": {}}}}, "runs.a"),
+        ({"extraction": {"visual": {"name": "classic", "frame_sise": 4}}}, "extraction.visual"),
+        ({"extraction": {"audio": {"name": "wav2vec"}}}, "'extraction.audio.name' is 'wav2vec'"),
     ],
 )
 def test_invalid_keys_and_values_are_named(bad, named):

@@ -18,6 +18,7 @@ from pipeline.decode import (
     DecodeError,
     NoAudioStream,
     ffmpeg_executable,
+    frame_indices,
     iter_frames,
     probe,
     read_audio,
@@ -117,6 +118,26 @@ def test_snippet_grid_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         snippet_grid(duration_s, window_s, stride_s)
+
+
+# --- frame_indices -----------------------------------------------------------------------------
+
+
+def test_frame_indices_hand_computed_grid():
+    timestamps = snippet_grid(2.0, 0.96, 0.32)  # starts 0, 0.32, 0.64, 0.96
+    indices = frame_indices(timestamps, 4, 8.0)
+    # snippet 0 samples 0.12, 0.36, 0.60, 0.84 s -> x8 = 0.96, 2.88, 4.8, 6.72
+    # snippet 1 samples 0.44, 0.68, 0.92, 1.16 s -> 3.52, 5.44, 7.36, 9.28
+    # snippet 2 samples 0.76, 1.00, 1.24, 1.48 s -> 6.08, 8.0 (exactly), 9.92, 11.84
+    # snippet 3 samples 1.08, 1.32, 1.56, 1.80 s -> 8.64, 10.56, 12.48, 14.4
+    expected = [[0, 2, 4, 6], [3, 5, 7, 9], [6, 8, 9, 11], [8, 10, 12, 14]]
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices, expected)
+
+
+def test_frame_indices_one_frame_takes_the_window_centre():
+    timestamps = np.array([[0.0, 1.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(frame_indices(timestamps, 1, 10.0), [[5], [15]])
 
 
 # --- ffmpeg_executable ----------------------------------------------------------------------

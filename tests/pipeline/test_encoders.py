@@ -28,7 +28,6 @@ from pipeline.encoders import (
     VisualEncoderRegistry,
     build_audio_encoder,
     build_visual_encoder,
-    resolve_device,
 )
 
 SAMPLE_RATE = 16000
@@ -292,17 +291,6 @@ def test_registry_builds_from_yaml_style_lists_and_config_tracks_kwargs():
     assert encoder.config()["frame_size"] == [32, 24]
     default = build_visual_encoder({"name": "classic"})
     assert encoder.config() != default.config()
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    with pytest.raises(ValueError, match="'tpu'"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:0")
 
 
 # --- lazy registry ----------------------------------------------------------------------------

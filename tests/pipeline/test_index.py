@@ -13,6 +13,7 @@ from pipeline.store import StoreError, write_store
 
 VISUAL_DIM, AUDIO_DIM = 5, 3
 ENCODERS = {"visual": {"name": "classic", "dim": VISUAL_DIM}, "audio": {"name": "c", "dim": 3}}
+SETTINGS = {"fps": 8.0, "window_s": 0.96, "stride_s": 0.32, "visual": {"name": "classic"}}
 
 
 def _write_video(root: Path, video_id: str, num_snippets: int, seed: int, config_hash="h1"):
@@ -32,6 +33,7 @@ def _write_video(root: Path, video_id: str, num_snippets: int, seed: int, config
             "window_s": 0.96,
             "stride_s": 0.32,
             "encoders": ENCODERS,
+            "settings": SETTINGS,
             "config_hash": config_hash,
             "video": {"duration_s": 0.32 * num_snippets + 0.64},
             "audio_present": video_id != "silent",
@@ -85,6 +87,7 @@ def test_build_index_contents(extraction):
     assert (index["fps"], index["window_s"], index["stride_s"]) == (8.0, 0.96, 0.32)
     assert index["dims"] == {"visual": VISUAL_DIM, "audio": AUDIO_DIM}
     assert index["encoders"] == ENCODERS
+    assert index["settings"] == SETTINGS
     assert list(index["videos"]) == ["a", "b", "d", "silent"]
     assert index["videos"]["a"] == {
         "store": "a.zarr",
@@ -182,3 +185,30 @@ def test_index_cli_writes_both_files(extraction, capsys):
     out = capsys.readouterr().out
     assert "indexed 4 videos, 1 failed" in out and "bad.mp4: corrupt" in out
     assert json.loads((root / "stats.json").read_text())["split"] == "train"
+
+
+def test_index_of_imported_features_records_no_settings(tmp_path):
+    root = tmp_path / "features"
+    _write_video(root, "a", 4, seed=1)
+    metadata = json.loads((root / "a.zarr" / "zarr.json").read_text())
+    del metadata["attributes"]["settings"]  # as an importer writes it
+    (root / "a.zarr" / "zarr.json").write_text(json.dumps(metadata))
+    index_path = root / "index.json"
+    index = build_index(
+        [_manifest(root / "shards" / "0.json", ["a"])],
+        index_path=index_path,
+        dataset="t",
+        encoder_set="c",
+    )
+    assert "settings" in index and index["settings"] is None
+
+
+def test_index_refuses_a_store_without_a_duration(tmp_path):
+    root = tmp_path / "features"
+    _write_video(root, "a", 4, seed=1)
+    metadata = json.loads((root / "a.zarr" / "zarr.json").read_text())
+    del metadata["attributes"]["video"]
+    (root / "a.zarr" / "zarr.json").write_text(json.dumps(metadata))
+    manifest = _manifest(root / "shards" / "0.json", ["a"])
+    with pytest.raises(StoreError, match=r"a\.zarr: attribute 'video\.duration_s' is missing"):
+        build_index([manifest], index_path=root / "index.json", dataset="t", encoder_set="c")

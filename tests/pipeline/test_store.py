@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.store import StoreError, is_complete, open_store, read_store, write_store
+from pipeline.store import (
+    StoreError,
+    StoreInfo,
+    VideoFeatures,
+    is_complete,
+    open_store,
+    read_store,
+    write_store,
+)
 
 
 def _features(num_snippets=7, visual_dim=5, audio_dim=3, seed=0):
@@ -112,3 +120,111 @@ def test_missing_store_is_named(tmp_path):
     with pytest.raises(StoreError, match=r"without_grid\.zarr"):
         write_store(tmp_path / "without_grid.zarr", **_features())
         read_store(tmp_path / "without_grid.zarr", with_grid=True)
+
+
+def _full_attrs():
+    """Attributes as the extraction writes them (JSON ints where it may write ints)."""
+    return {
+        **_features()["attrs"],
+        "fps": 8,
+        "sample_rate": 16000,
+        "source": "videos/v1.mp4",
+        "encoders": {"visual": {"name": "classic", "dim": 5}, "audio": {"name": "c", "dim": 3}},
+        "settings": {"fps": 8, "window_s": 0.96, "stride_s": 0.32},
+        "video": {"duration_s": 3, "fps": 25.0, "width": 64, "height": 48},
+    }
+
+
+def _drop_attribute(path, key):
+    """Remove one attribute from a finished store's metadata, as a damaged store would lack it."""
+    metadata = json.loads((path / "zarr.json").read_text())
+    del metadata["attributes"][key]
+    (path / "zarr.json").write_text(json.dumps(metadata))
+
+
+def test_open_store_types_the_attributes_and_reads_arrays_lazily(tmp_path):
+    features = {**_features(), "attrs": _full_attrs()}
+    path = write_store(tmp_path / "v1.zarr", **features)
+    store = open_store(path)
+    info = store.info
+    assert isinstance(info, StoreInfo) and info.where == str(path)
+    assert (info.video_id, info.config_hash, info.num_snippets) == ("v1", "abc", 7)
+    assert (info.window_s, info.stride_s, info.audio_present) == (0.96, 0.32, True)
+    assert type(info.fps) is float and info.fps == 8.0
+    assert type(info.duration_s) is float and info.duration_s == 3.0
+    assert (info.video_fps, info.frame_size, info.sample_rate) == (25.0, (64, 48), 16000)
+    assert info.video_path == "videos/v1.mp4" and info.settings["stride_s"] == 0.32
+    assert info.dims == {"visual": 5, "audio": 3} and info.has_visual_grid is False
+    assert info.require("duration_s") == 3.0
+    # arrays stay on disk until sliced
+    assert isinstance(store["visual"], zarr.Array)
+    np.testing.assert_array_equal(store["visual"][2:4], features["visual"][2:4])
+    with pytest.raises(StoreError, match=r"v1\.zarr has no array 'visual_grid'"):
+        store["visual_grid"]
+    assert read_store(path).info == info
+
+
+def test_optional_attributes_are_none_until_required(tmp_path):
+    path = write_store(tmp_path / "v1.zarr", **_features())  # no fps, encoders, settings
+    info = read_store(path).info
+    assert (info.fps, info.settings, info.frame_size, info.encoders) == (None, None, None, {})
+    with pytest.raises(StoreError, match=r"v1\.zarr: attribute 'fps' is missing"):
+        info.require("fps")
+    with pytest.raises(StoreError, match=r"v1\.zarr: attribute 'encoders\.visual\.dim'"):
+        _ = info.dims
+
+
+@pytest.mark.parametrize("key", ["stride_s", "audio_present", "video_id", "num_snippets"])
+def test_store_missing_an_attribute_names_the_store_and_the_key(tmp_path, key):
+    path = write_store(tmp_path / "v1.zarr", **_features())
+    _drop_attribute(path, key)
+    with pytest.raises(StoreError, match=rf"v1\.zarr: attribute '{key}' is missing"):
+        open_store(path)
+    with pytest.raises(StoreError, match=rf"attribute '{key}'"):
+        read_store(path)
+    assert not is_complete(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("stride_s", "0.32", r"'stride_s' is '0\.32', not a finite number"),
+        ("window_s", 0, r"'window_s' is 0, not a positive number"),
+        ("audio_present", 1, r"'audio_present' is 1, not of type bool"),
+        ("num_snippets", 7.0, r"'num_snippets' is 7\.0, not of type int"),
+        ("encoders", {"visual": {"dim": "5"}}, r"'encoders\.visual\.dim' is '5'"),
+    ],
+)
+def test_mistyped_attribute_is_refused(tmp_path, key, value, message):
+    path = write_store(tmp_path / "v1.zarr", **_features())
+    metadata = json.loads((path / "zarr.json").read_text())
+    metadata["attributes"][key] = value
+    (path / "zarr.json").write_text(json.dumps(metadata))
+    with pytest.raises(StoreError, match=message) as info:
+        open_store(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_store_refuses_nan_features(tmp_path):
+    path = write_store(tmp_path / "v1.zarr", **_features())
+    group = zarr.open_group(path, mode="r+")
+    audio = group["audio"][...]
+    audio[3, 0] = np.inf
+    group["audio"][...] = audio
+    open_store(path)  # attributes are fine: opening reads no feature row
+    with pytest.raises(StoreError, match=r"v1\.zarr: array 'audio' contains NaN or infinite"):
+        read_store(path)
+
+
+def test_features_in_memory_have_typed_attributes_too():
+    features = _features()
+    in_memory = VideoFeatures(video_id="v1", **features)
+    assert in_memory.info.num_snippets == 7 and in_memory.info.stride_s == 0.32
+    with pytest.raises(StoreError, match="features of video v1: attribute 'config_hash'"):
+        VideoFeatures(
+            video_id="v1",
+            **{
+                **features,
+                "attrs": {k: v for k, v in features["attrs"].items() if k != "config_hash"},
+            },
+        )

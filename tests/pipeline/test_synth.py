@@ -532,11 +532,12 @@ def test_ground_truth_refuses_mixed_data_sets(tmp_path: Path) -> None:
         write_ground_truth([], tmp_path)
 
 
-def test_command_line_writes_the_data_set(tmp_path: Path, tiny_dir: Path) -> None:
+def test_command_line_writes_the_data_set(tmp_path: Path, tiny_dir: Path, capsys) -> None:
     main(["--out", str(tmp_path), "--size", "tiny", "--seed", str(SEED), "--num-classes", "10"])
     assert (tmp_path / "annotations.json").read_bytes() == (
         tiny_dir / "annotations.json"
     ).read_bytes()
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 6
-    with pytest.raises(ValueError, match="valid sizes"):
-        main(["--out", str(tmp_path), "--size", "medium"])
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), "--size", "medium"]) == 1  # a user error: one line
+    assert "valid sizes" in capsys.readouterr().err

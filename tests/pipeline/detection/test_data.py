@@ -263,3 +263,18 @@ def test_cache_keeps_videos_in_memory(tmp_path: Path) -> None:
         StoreError, match=r"video v0 .*is listed but its store .*v0\.zarr is absent"
     ):
         _dataset(paths)
+
+
+def test_extraction_record_reads_the_index_not_the_stores(tmp_path: Path) -> None:
+    paths = _write_set(tmp_path, {"v0": (6, "train", [(0.5, 1.0, 0)])})
+    index = json.loads(paths[0].read_text())
+    index["settings"] = {"fps": 25.0, "window_s": WINDOW_S, "stride_s": STRIDE_S}
+    paths[0].write_text(json.dumps(index))
+    shutil.rmtree(tmp_path / "v0.zarr")  # the first (and only) store cannot be opened
+    record = load_index(paths[0]).extraction_record()
+    assert record["settings"] == index["settings"]
+    assert record["dims"] == DIMS and record["config_hash"] == "h" and record["fps"] == 25.0
+    del index["settings"]  # an index written before the index recorded the settings
+    paths[0].write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"index\.json was written before .*rerun the index step"):
+        load_index(paths[0]).extraction_record()

@@ -15,26 +15,7 @@ from pipeline.detection.infer import detect_video, detections_to_events, main, p
 from pipeline.detection.metrics import read_results
 from pipeline.detection.synthetic import SyntheticFeatureSet, write_synthetic_features
 from pipeline.detection.train import TrainResult, train_run
-from tests import media
-
-TINY_RUN = {
-    "name": "tiny",
-    "model": {
-        "name": "actionformer",
-        "modalities": ["audio", "visual"],
-        "embed_dim": 16,
-        "head_dim": 16,
-        "num_embed_convs": 1,
-        "num_stem_blocks": 1,
-        "num_pyramid_blocks": 2,
-        "attn_window": 3,
-        "num_heads": 2,
-        "num_head_convs": 2,
-        "path_drop": 0.0,
-    },
-    "training": {"epochs": 1, "batch_size": 2, "max_seq_len": 32, "device": "cpu"},
-    "tiou_thresholds": [0.5],
-}
+from tests.pipeline.detection.helpers import TINY_RUN, train_on_videos
 
 
 @pytest.fixture(scope="module")
@@ -174,39 +155,8 @@ def test_detect_video_matches_split_inference(tmp_path: Path, capsys) -> None:
     """Extract two tiny videos for real, train one epoch, then detect on one video file: the
     single-video path (re-extraction with the recorded settings) must give the events that
     split inference gives on the same video's store."""
-    from pipeline.config import extraction_settings, validate_config
-    from pipeline.extract import extract_shard
-    from pipeline.index import build_index, write_statistics
-
-    videos = []
-    for name, tone_hz in (("clip_a", 440.0), ("clip_b", 880.0)):
-        media.make_video(tmp_path / f"{name}.mp4", duration_s=3.0, fps=8, tone_hz=tone_hz)
-        videos.append(tmp_path / f"{name}.mp4")
-    settings = extraction_settings(validate_config({}))
-    extract_shard(
-        videos,
-        settings=settings,
-        out_dir=tmp_path / "features",
-        manifest_path=tmp_path / "manifest.json",
-        device="cpu",
-    )
-    database = {
-        "clip_a": {"duration": 3.0, "subset": "train", "annotations": []},
-        "clip_b": {"duration": 3.0, "subset": "validation", "annotations": []},
-    }
-    for video_id, label, label_id in (("clip_a", "beep", 0), ("clip_b", "boop", 1)):
-        event = {"segment": [0.5, 2.0], "label": label, "label_id": label_id}
-        database[video_id]["annotations"].append(event)
-    annotations_path = tmp_path / "annotations.json"
-    annotations_path.write_text(json.dumps({"version": "t", "database": database}))
-    index_path, stats_path = tmp_path / "features" / "index.json", tmp_path / "stats.json"
-    build_index(
-        [tmp_path / "manifest.json"], index_path=index_path, dataset="t", encoder_set="classic"
-    )
-    write_statistics(index_path, stats_path, annotations_path)
-    paths = {"index_path": index_path, "stats_path": stats_path}
-    paths["annotations_path"] = annotations_path
-    result = train_run(TINY_RUN, out_dir=tmp_path / "run", **paths)
+    trained = train_on_videos(tmp_path)
+    videos, paths, result = trained.videos, trained.paths, trained.result
     expected = predict_split(result.model_path, split="validation", **paths)["clip_b"]
     events = detect_video(videos[1], result.model_path, device="cpu")
     assert len(events) == len(expected) > 0

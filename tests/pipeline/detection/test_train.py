@@ -272,7 +272,7 @@ def test_cli_rejects_max_seq_len_off_the_stride(
     paths = _paths(feature_set)
     code = main(
         [
-            "--run-config",
+            "--settings",
             json.dumps(config),
             "--index",
             str(paths["index_path"]),

@@ -3,7 +3,6 @@ the accuracy metric, settings flags, and a tiny end-to-end run of the five CLIs.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.config import settings_argument
 from pipeline.segments import clips as clips_cli
 from pipeline.segments import features as features_cli
 from pipeline.segments import pretrain as pretrain_cli
@@ -30,12 +30,10 @@ from pipeline.segments.features import load_features
 from pipeline.segments.metrics import majority_accuracy, segment_accuracy
 from pipeline.segments.pretrain import pretrain
 from pipeline.segments.settings import (
+    ClassifierSettings,
     ClipSettings,
     PretrainSettings,
-    add_arguments,
     check_settings,
-    from_arguments,
-    to_flags,
 )
 from pipeline.synth import generate
 from tests import media
@@ -55,12 +53,11 @@ TINY_PRETRAIN = PretrainSettings(
     warmup_epochs=0,
     batch_size=2,
 )
-TINY_PRETRAIN_FLAGS = [
-    "--audio-backbone", "conv", "--visual-backbone", "conv", "--conv-width", "4",
-    "--conv-depth", "2", "--conv-dim", "8", "--feature-dim", "8", "--projector-dims", "16",
-    "--crop-size", "16", "--blur-kernel-size", "3", "--optimizer", "adamw", "--epochs", "1",
-    "--warmup-epochs", "0", "--batch-size", "2",
-]  # fmt: skip
+TINY_PRETRAIN_SETTINGS = {
+    "audio_backbone": "conv", "visual_backbone": "conv", "conv_width": 4, "conv_depth": 2,
+    "conv_dim": 8, "feature_dim": 8, "projector_dims": [16], "crop_size": 16,
+    "blur_kernel_size": 3, "optimizer": "adamw", "epochs": 1, "warmup_epochs": 0, "batch_size": 2,
+}  # fmt: skip
 
 
 def test_segment_frames_lie_inside_their_segment(tmp_path: Path) -> None:
@@ -206,15 +203,15 @@ def test_segment_accuracy_and_majority_by_hand() -> None:
     assert (label, accuracy) == (2, 0.75)
 
 
-def test_settings_flags_round_trip() -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, PretrainSettings)
-    args = parser.parse_args(
-        ["--projector-dims", "32", "16", "--shared-projector", "false", "--epochs", "12"]
-    )
-    settings = from_arguments(PretrainSettings, args)
+def test_settings_from_the_config_values() -> None:
+    values = {"projector_dims": [32, 16], "shared_projector": False, "epochs": 12}
+    settings = check_settings(PretrainSettings, values, "segments.pretrain")
     assert settings.projector_dims == (32, 16) and settings.shared_projector is False
     assert settings.epochs == 12 and settings.crop_scale == PretrainSettings().crop_scale
+    as_float = check_settings(PretrainSettings, {"learning_rate": 1}, "segments.pretrain")
+    assert isinstance(as_float.learning_rate, float) and as_float.learning_rate == 1.0
+    with pytest.raises(ValueError, match=r"'segments.pretrain.epoch'; valid keys here"):
+        check_settings(PretrainSettings, {"epoch": 3}, "segments.pretrain")
     with pytest.raises(ValueError, match="audio_backbone"):
         PretrainSettings(audio_backbone="resnet50")
 
@@ -227,15 +224,21 @@ def test_every_step_prints_its_help(cli, capsys) -> None:
     assert "usage:" in capsys.readouterr().out
 
 
-def test_config_values_become_the_flags_the_steps_parse() -> None:
-    values = {"projector_dims": [32, 16], "shared_projector": False, "learning_rate": 1e-3}
-    expected = check_settings(PretrainSettings, values, "segments.pretrain")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, PretrainSettings)
-    flags = to_flags(values)
-    assert flags[:3] == ["--learning-rate", "0.001", "--projector-dims"]
-    assert from_arguments(PretrainSettings, parser.parse_args(flags)) == expected
-    assert expected.projector_dims == (32, 16) and expected.shared_projector is False
+def test_a_step_reads_its_settings_json(tmp_path: Path) -> None:
+    settings_file = tmp_path / "settings.json"
+    settings_file.write_text('{"theta": 0.5}')
+    for text in ('{"theta": 0.5}', str(settings_file)):
+        values = settings_argument(text)
+        assert check_settings(ClassifierSettings, values, "--settings").theta == 0.5
+    with pytest.raises(ValueError, match=r"'--settings.thet'; valid keys here"):
+        check_settings(ClassifierSettings, settings_argument('{"thet": 1.0}'), "--settings")
+    with pytest.raises(ValueError, match="--settings is not valid JSON"):
+        settings_argument('{"theta": }')
+    with pytest.raises(ValueError, match="neither a JSON object nor an existing file"):
+        settings_argument(str(tmp_path / "absent.json"))
+    settings_file.write_text("[1]")
+    with pytest.raises(ValueError, match="must be a JSON object, got list"):
+        settings_argument(str(settings_file))
 
 
 def _random_clips(num_segments: int = 12) -> SegmentClips:
@@ -270,7 +273,7 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     assert clips_cli.main(
         [*videos, "--segments", str(data / "segments.csv"), "--annotations",
          str(data / "annotations.json"), "--num-classes", "3", "--out", str(out / "clips.zarr"),
-         "--frame-fps", "2", "--frame-width", "24", "--frame-height", "24"]
+          "--settings", json.dumps({"frame_fps": 2, "frame_width": 24, "frame_height": 24})]
     ) == 0  # fmt: skip
     clips = load_clips(out / "clips.zarr")
     assert clips.frames.shape[1:] == (2, 24, 24, 3) and clips.log_mel.shape[1:] == (96, 64)
@@ -280,7 +283,8 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     assert clips.label_ids.tolist() == [int(row["label_id"]) for row in rows]
 
     assert pretrain_cli.main(
-        ["--clips", str(out / "clips.zarr"), "--out", str(out / "avbt.pt"), *TINY_PRETRAIN_FLAGS]
+        ["--clips", str(out / "clips.zarr"), "--out", str(out / "avbt.pt"),
+         "--settings", json.dumps(TINY_PRETRAIN_SETTINGS)]
     ) == 0  # fmt: skip
     checkpoint = torch.load(out / "avbt.pt", weights_only=True)
     assert checkpoint["format"] == "avbt-v2" and "state_dict" in checkpoint
@@ -295,8 +299,8 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     for model in ("audio", "visual", "sum", "tacma"):
         assert train_cli.main(
             ["--features", str(out / "features.npz"), "--model", model, "--out",
-             str(out / model), "--epochs", "1", "--hidden-dim", "8", "--attention-dim", "4",
-             "--output-dim", "8"]
+             str(out / model), "--settings",
+             json.dumps({"epochs": 1, "hidden_dim": 8, "attention_dim": 4, "output_dim": 8})]
         ) == 0  # fmt: skip
         torch.load(out / model / "model.pt", weights_only=True)
     run_args = [

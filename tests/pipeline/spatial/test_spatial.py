@@ -11,7 +11,7 @@ from pipeline.decode import iter_frames
 from pipeline.encoders.classic_visual import block_mean
 from pipeline.extract import extract_shard
 from pipeline.index import build_index
-from pipeline.spatial import evaluate, table, train
+from pipeline.spatial import checkpoint, evaluate, table, train
 from pipeline.spatial.data import (
     boxes_mask,
     evaluation_frames,
@@ -33,7 +33,7 @@ from pipeline.spatial.metrics import (
     iou,
     summarise,
 )
-from pipeline.store import StoreError, read_store, write_store
+from pipeline.store import StoreError, StoreInfo, read_store, write_store
 from pipeline.synth import generate
 
 
@@ -173,12 +173,18 @@ def test_ground_truth_keeps_only_sounding_objects() -> None:
 
 
 def test_grid_frames_by_hand() -> None:
-    attrs = {"fps": 8.0, "encoders": {"visual": {"frames_per_snippet": 4}}}
+    attrs = {"video_id": "v", "window_s": 0.96, "stride_s": 0.32, "config_hash": "h"}
+    attrs |= {"audio_present": True, "num_snippets": 2, "fps": 8.0, "video": {"fps": 25.0}}
+    attrs["encoders"] = {"visual": {"frames_per_snippet": 4}}
     timestamps = np.array([[0.0, 0.96], [0.32, 1.28]])
     # Middle sampled frame (j = 2): start + 0.96 * 2.5 / 4 = start + 0.6 s -> 0.6 s, 0.92 s;
     # resampled frames floor(4.8) = 4 and floor(7.36) = 7 show 0.5 s and 0.875 s, i.e.
     # source frames floor(12.5) = 12 and floor(21.875) = 21 at 25 fps.
-    assert grid_frames(attrs, timestamps, 25.0).tolist() == [12, 21]
+    info = StoreInfo.from_attrs(attrs, where="v.zarr")
+    assert grid_frames(info, timestamps).tolist() == [12, 21]
+    del attrs["video"]
+    with pytest.raises(StoreError, match=r"v\.zarr: attribute 'video\.fps' is missing"):
+        grid_frames(StoreInfo.from_attrs(attrs, where="v.zarr"), timestamps)
 
 
 def test_grid_shows_the_frame_it_is_mapped_to(tiny: dict[str, Path]) -> None:
@@ -250,8 +256,9 @@ def test_train_evaluate_table_end_to_end(tiny: dict[str, Path], tmp_path: Path) 
     runs = []
     for method, seed in (("m2vsl", 0), ("similarity", 0), ("similarity", 1)):
         run = tmp_path / "spatial" / method / f"seed{seed}"
-        args = [*common, "--method", method, "--out", str(run), "--epochs", "2"]
-        args += ["--seed", str(seed), "--batch-size", "8", "--model", '{"dim": 16}']
+        settings = {"method": method, "model": {"dim": 16}, "epochs": 2, "batch_size": 8}
+        args = [*common, "--settings", json.dumps(settings), "--out", str(run)]
+        args += ["--seed", str(seed)]
         assert train.main(args) == 0
         summary = json.loads((run / "train_summary.json").read_text())
         assert summary["method"] == method and summary["num_parameters"] > 0
@@ -282,9 +289,16 @@ def test_train_evaluate_table_end_to_end(tiny: dict[str, Path], tmp_path: Path) 
     assert methods["similarity"]["mean"]["ciou_auc"] == pytest.approx(np.mean(seed_values))
     assert methods["similarity"]["std"]["ciou_auc"] == pytest.approx(np.std(seed_values, ddof=1))
     assert "M2VSL" in json.loads(merged.read_text())["verdict"]
-    model, payload = train.load_localiser(runs[0] / "model.pt")
+    model, payload = checkpoint.load_localiser(runs[0] / "model.pt")
     assert payload["train_config"]["model"] == {"dim": 16} and model.grid_shape == (8, 8)
-    assert train.main([*common, "--method", "m2vsl", "--out", str(tmp_path), "--model", "[]"]) == 1
+    bad = {"method": "m2vsl", "model": []}
+    assert train.main([*common, "--settings", json.dumps(bad), "--out", str(tmp_path)]) == 1
+    typo = {"method": "m2vsl", "epoch": 2}
+    assert train.main([*common, "--settings", json.dumps(typo), "--out", str(tmp_path)]) == 1
+    with pytest.raises(ValueError, match=r"'spatial settings.epoch'; valid keys here: batch_size"):
+        train.SpatialTrainConfig.from_settings(typo, seed=0)
+    defaults = train.SpatialTrainConfig.from_settings({"method": "similarity"}, seed=3)
+    assert (defaults.epochs, defaults.batch_size, defaults.seed) == (10, 64, 3)
 
 
 def _fake_run(name: str, method: str, seed: int, ciou: float) -> dict:
