@@ -9,18 +9,39 @@
   pretrained CNNs in :mod:`models.segment_backbones`) and TACMA (:mod:`models.tacma`).
 - Sound-source localisation: M2VSL and the similarity-map baseline (:mod:`models.m2vsl`);
   :func:`check_localiser_config` checks a localiser's config.
+
+The names below are imported on first use (PEP 562), so the torch-free modules
+(:mod:`models.keys`, :mod:`models.registry`) can be imported without torch.
 """
 
-from torch import nn
+from __future__ import annotations
 
-from models import backbones, necks  # noqa: F401  (register backbones and necks)
-from models.checks import check_detector_config, check_localiser_config
-from models.detector_base import DetectorOutput, TemporalDetector
-from models.detectors import ActionFormerDetector, build_detector
-from models.loco import LoCoDetector
-from models.necks_mravff import MRAVFFNeck  # noqa: F401  (registers the mravff neck)
-from models.postprocessing import PostProcessingConfig
-from models.registry import BACKBONES, DETECTORS, NECKS, Registry
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_EXPORTS = {
+    "BACKBONES": "models.registry",
+    "DETECTORS": "models.registry",
+    "NECKS": "models.registry",
+    "Registry": "models.registry",
+    "ActionFormerDetector": "models.detectors",
+    "build_detector": "models.detectors",
+    "DetectorOutput": "models.detector_base",
+    "TemporalDetector": "models.detector_base",
+    "LoCoDetector": "models.loco",
+    "PostProcessingConfig": "models.postprocessing",
+    "check_detector_config": "models.checks",
+    "check_localiser_config": "models.checks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -29,18 +50,4 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = [
-    "BACKBONES",
-    "DETECTORS",
-    "NECKS",
-    "ActionFormerDetector",
-    "DetectorOutput",
-    "LoCoDetector",
-    "PostProcessingConfig",
-    "Registry",
-    "TemporalDetector",
-    "build_detector",
-    "check_detector_config",
-    "check_localiser_config",
-    "count_parameters",
-]
+__all__ = [*sorted(_EXPORTS), "count_parameters"]

@@ -19,30 +19,52 @@ values).
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from torch import nn
-
-from models.detector_base import TemporalDetector
 from models.keys import check_keys
 
 
 class Registry:
-    """A named mapping from strings to classes that share a base type.
+    """A named mapping from strings to classes that share a base type: the one registry class
+    of the project (the detectors, backbones, necks and localisers here; the feature encoders
+    of ``pipeline.encoders`` subclass it).
+
+    Names listed in ``modules`` are valid before their class is registered: the first
+    :meth:`get` of such a name imports its module, whose ``@register(name)`` decorator then
+    registers the class, and only that module may register the name. So a registry can be
+    imported, listed and its configs checked without importing every model (nor torch).
 
     Args:
         name: what the registry holds, used in error messages ("detector", "neck").
-        base: every registered class must subclass it, every built object is an instance.
+        base: every registered class must subclass it, every built object is an instance;
+            a class, or ``"module:QualName"`` resolved when first needed.
         contract: what a registered class must accept and return (shown in ``repr``).
+        modules: registered name -> dotted module that registers it when imported.
     """
 
-    def __init__(self, name: str, base: type, contract: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        base: type | str,
+        contract: str = "",
+        modules: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
-        self.base = base
+        self._base = base
         self.contract = contract
         self._classes: dict[str, type] = {}
+        self._modules: dict[str, str] = dict(modules or {})
+
+    @property
+    def base(self) -> type:
+        """The base class (imported on first use when given as ``"module:QualName"``)."""
+        if isinstance(self._base, str):
+            module, _, qualname = self._base.partition(":")
+            self._base = getattr(importlib.import_module(module), qualname)
+        return self._base
 
     def register(self, name: str) -> Callable[[type], type]:
         """Class decorator registering the class under ``name``."""
@@ -57,25 +79,53 @@ class Registry:
                 raise TypeError(
                     f"{self.name} registry: {cls!r} must subclass {self.base.__qualname__}"
                 )
+            reserved_by = self._modules.get(name)
+            if reserved_by is not None and cls.__module__ != reserved_by:
+                raise ValueError(
+                    f"{self.name} {name!r} is reserved for {reserved_by}; "
+                    f"register {cls.__name__} under another name"
+                )
             self._classes[name] = cls
             return cls
 
         return decorator
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._classes)
+        """Valid names (registered, or registered by a module on first lookup), sorted."""
+        return sorted(set(self._classes) | set(self._modules))
 
     def get(self, name: str) -> type:
-        """The class registered under ``name``; ``ValueError`` listing valid names if none."""
+        """The class registered under ``name``, importing its module on first use.
+
+        Raises:
+            ValueError: ``name`` is not a valid name; the message lists the valid ones.
+            ImportError: the module of a lazy entry failed to import (a missing dependency).
+        """
+        if name in self._classes:
+            return self._classes[name]
+        module = self._modules.get(name)
+        if module is None:
+            raise ValueError(self.unknown_name_message(name))
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(
+                f"{self.name} {name!r} needs module {module}, whose import failed: {error}; "
+                "install its dependencies or pick another one"
+            ) from error
         if name not in self._classes:
-            raise ValueError(
-                f"unknown {self.name} name {name!r}; valid names: {', '.join(self.names())}"
-            )
+            raise RuntimeError(f"module {module} did not register {self.name} {name!r}")
         return self._classes[name]
 
+    def unknown_name_message(self, name: str) -> str:
+        """The error message of an unknown ``name``, listing the valid ones."""
+        return f"unknown {self.name} name {name!r}; valid names: {', '.join(self.names())}"
+
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return name in self._classes or name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
 
     def __repr__(self) -> str:
         return f"Registry({self.name!r}, names={self.names()})\n{self.contract}"
@@ -172,7 +222,8 @@ class Registry:
 
 BACKBONES = Registry(
     "backbone",
-    base=nn.Module,
+    base="torch.nn:Module",
+    modules={"conv_transformer": "models.backbones"},
     contract="""Backbone contract.
 
     Constructor: keyword arguments; ``in_channels: int`` (width of the fused input
@@ -188,7 +239,8 @@ BACKBONES = Registry(
 
 NECKS = Registry(
     "neck",
-    base=nn.Module,
+    base="torch.nn:Module",
+    modules={"identity": "models.necks", "fpn": "models.necks", "mravff": "models.necks_mravff"},
     contract="""Neck (feature-pyramid / fusion module) contract.
 
     Constructor: keyword arguments; the detector provides ``channels: int`` (backbone
@@ -207,7 +259,8 @@ NECKS = Registry(
 
 DETECTORS = Registry(
     "detector",
-    base=TemporalDetector,
+    base="models.detector_base:TemporalDetector",
+    modules={"actionformer": "models.detectors", "loco": "models.loco.detector"},
     contract="""Detector (meta-architecture) contract.
 
     A ``TemporalDetector`` subclass (``models.detector_base``), built from the flat config

@@ -25,6 +25,9 @@ the annotation index and, for files, the line and column of the offending entry)
   ground truth); a key repeated inside one JSON object is refused (JSON readers keep the last).
 """
 
+# Over 400 lines on purpose: the format's every rule, checked in one pass with the file's line and
+# column in each message; split, the parser's steps would import each other's private state.
+
 from __future__ import annotations
 
 import json

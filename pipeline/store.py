@@ -22,6 +22,9 @@ A store is written under a temporary name in the same folder and renamed into pl
 so a killed job never leaves a store that :func:`is_complete` accepts.
 """
 
+# Over 400 lines on purpose: the layout, its one writer and its one reader (StoreInfo) stay in one
+# module, so the attribute names and their casts are written once.
+
 from __future__ import annotations
 
 import contextlib

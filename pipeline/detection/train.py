@@ -9,6 +9,9 @@ resumes from it and ends with the same weights as an uninterrupted run (crop pos
 order are functions of ``(seed, epoch)``, the global generators are saved and restored).
 """
 
+# Over 400 lines on purpose: the resumable loop and what it checkpoints (state, EMA, RNGs, the
+# data's fingerprint) stay in one module, so a resumed run provably replays an uninterrupted one.
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +20,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -142,6 +146,82 @@ def _train_epoch(
     }
 
 
+def _datasets(
+    annotations: AnnotationSet,
+    annotations_path: str | Path,
+    index: FeatureIndex,
+    stats: FeatureStats,
+    modalities: Sequence[str],
+    training: dict[str, Any],
+) -> tuple[FeatureDataset, FeatureDataset, AnnotationSet]:
+    """The training crops, the validation videos and the validation ground truth."""
+    shared = {"index": index, "stats": stats, "modalities": modalities}
+    shared["missing"] = training["missing"]
+    train_set = FeatureDataset(
+        annotations,
+        "train",
+        **shared,
+        training=True,
+        max_seq_len=training["max_seq_len"],
+        min_kept_fraction=training["crop_min_kept_fraction"],
+        seed=training["seed"],
+    )
+    try:
+        val_truth = annotations.subset("validation")
+    except ValueError as err:
+        raise ValueError(
+            f"{annotations_path}: {err}; model selection needs a validation split"
+        ) from err
+    val_set = FeatureDataset(annotations, "validation", **shared, training=False)
+    for split, dataset in (("train", train_set), ("validation", val_set)):
+        if len(dataset) == 0:
+            raise ValueError(
+                f"no {split} video of {annotations_path} has a feature store in {index.path}"
+            )
+    return train_set, val_set, val_truth
+
+
+def _optimisation(
+    detector: torch.nn.Module, steps_per_epoch: int, training: dict[str, Any]
+) -> tuple[torch.optim.Optimizer, Any, AveragedModel]:
+    """AdamW, its warm-up + cosine schedule and the EMA of the weights (ActionFormer Sec. 4)."""
+    optimizer = build_optimizer(
+        detector,
+        learning_rate=training["learning_rate"],
+        weight_decay=training["weight_decay"],
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        warmup_steps=round(training["warmup_epochs"] * steps_per_epoch),
+        total_steps=training["epochs"] * steps_per_epoch,
+    )
+    ema = AveragedModel(detector, multi_avg_fn=WarmupEMA(training["ema_decay"]), use_buffers=True)
+    return optimizer, scheduler, ema
+
+
+def _initial_state(
+    checkpoints: Path,
+    run_cfg: dict[str, Any],
+    fingerprint: dict[str, str],
+    modules: tuple[Any, ...],
+) -> dict[str, Any]:
+    """A fresh training state, or the one of ``checkpoints/last.pt`` loaded into ``modules``
+    (detector, EMA, optimizer, scheduler) when it holds the same run config and data."""
+    state = {"epoch": 0, "best": {"epoch": 0, "average_map": -1.0, "metrics": {}}}
+    state.update({"last_metrics": {}, "log": [], "data": fingerprint})
+    if (checkpoints / "last.pt").exists():
+        try:
+            state = resume_run_state(checkpoints / "last.pt", run_cfg, fingerprint, *modules)
+            print(f"resuming {run_cfg['name']} after epoch {state['epoch']}")
+        except ValueError as err:
+            # Checkpoints of another config or other data (the DAG re-runs training when
+            # either changed) or an unreadable one: nothing is loaded; start afresh.
+            print(f"not resuming {run_cfg['name']}: {err}; starting afresh")
+            shutil.rmtree(checkpoints)
+            checkpoints.mkdir(parents=True)
+    return state
+
+
 def train_run(
     run_cfg: dict[str, Any],
     *,
@@ -180,29 +260,9 @@ def train_run(
                 f"run {run_cfg['name']!r}: training.max_seq_len {training['max_seq_len']} must be "
                 f"a multiple of the detector's max_stride {max_stride}"
             )
-        shared = {"index": index, "stats": stats, "modalities": detector.input_modalities}
-        shared["missing"] = training["missing"]
-        train_set = FeatureDataset(
-            annotations,
-            "train",
-            **shared,
-            training=True,
-            max_seq_len=training["max_seq_len"],
-            min_kept_fraction=training["crop_min_kept_fraction"],
-            seed=training["seed"],
+        train_set, val_set, val_truth = _datasets(
+            annotations, annotations_path, index, stats, detector.input_modalities, training
         )
-        try:
-            val_truth = annotations.subset("validation")
-        except ValueError as err:
-            raise ValueError(
-                f"{annotations_path}: {err}; model selection needs a validation split"
-            ) from err
-        val_set = FeatureDataset(annotations, "validation", **shared, training=False)
-        for split, dataset in (("train", train_set), ("validation", val_set)):
-            if len(dataset) == 0:
-                raise ValueError(
-                    f"no {split} video of {annotations_path} has a feature store in {index.path}"
-                )
         sampler = EpochSampler(len(train_set), training["seed"])
         loader = DataLoader(
             train_set,
@@ -213,38 +273,15 @@ def train_run(
                 collate_videos, pad_multiple=max_stride, min_length=training["max_seq_len"]
             ),
         )
-        steps_per_epoch = len(loader)
-        optimizer = build_optimizer(
-            detector,
-            learning_rate=training["learning_rate"],
-            weight_decay=training["weight_decay"],
-        )
-        scheduler = build_scheduler(
-            optimizer,
-            warmup_steps=round(training["warmup_epochs"] * steps_per_epoch),
-            total_steps=training["epochs"] * steps_per_epoch,
-        )
-        ema = AveragedModel(
-            detector, multi_avg_fn=WarmupEMA(training["ema_decay"]), use_buffers=True
-        )
+        optimizer, scheduler, ema = _optimisation(detector, len(loader), training)
         fingerprint = {  # a resumed run must see the same data
             "features": stable_hash([index.content.get("config_hash"), index.videos]),
             "stats": stable_hash(stats.content),
             "annotations": stable_hash(annotations.to_json()),
         }
-        state = {"epoch": 0, "best": {"epoch": 0, "average_map": -1.0, "metrics": {}}}
-        state.update({"last_metrics": {}, "log": [], "data": fingerprint})
-        if (checkpoints / "last.pt").exists():
-            modules = (detector, ema, optimizer, scheduler)
-            try:
-                state = resume_run_state(checkpoints / "last.pt", run_cfg, fingerprint, *modules)
-                print(f"resuming {run_cfg['name']} after epoch {state['epoch']}")
-            except ValueError as err:
-                # Checkpoints of another config or other data (the DAG re-runs training when
-                # either changed) or an unreadable one: nothing is loaded; start afresh.
-                print(f"not resuming {run_cfg['name']}: {err}; starting afresh")
-                shutil.rmtree(checkpoints)
-                checkpoints.mkdir(parents=True)
+        state = _initial_state(
+            checkpoints, run_cfg, fingerprint, (detector, ema, optimizer, scheduler)
+        )
         writer = tensorboard_writer(out_dir)
         for epoch in range(state["epoch"] + 1, training["epochs"] + 1):
             train_set.set_epoch(epoch)

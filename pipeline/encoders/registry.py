@@ -7,27 +7,25 @@ weight-free ``classic`` encoders therefore never imports torch, transformers or 
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from models.keys import check_keys
+from models.registry import Registry
 from pipeline.encoders.base import AudioEncoder, VisualEncoder
 
 # Arguments every builder passes itself; they are not config keys.
 RUNTIME_ARGUMENTS = ("device", "fp16")
 
 
-class Registry:
-    """Maps registry names to encoder classes and builds them from ``{"name": ..., **kwargs}``.
+class EncoderRegistry(Registry):
+    """The project's :class:`~models.registry.Registry` for feature encoders, which are built
+    from ``{"name": ..., **kwargs}`` plus the runtime arguments ``device`` and ``fp16``.
 
     A registered class takes its options as keyword-only constructor arguments (the config
     kwargs); classes that run torch models also accept ``device`` and ``fp16``, which the
-    builder passes itself.
-
-    Names listed in ``modules`` are valid before their class is registered: the first
-    :meth:`get` of such a name imports its module, whose ``@register(name)`` decorator then
-    registers the class. Only that module may register the name.
+    builder passes itself. Registering sets ``cls.name``.
 
     Args:
         kind: what the registry holds, used in error messages (``"visual encoder"``).
@@ -36,63 +34,25 @@ class Registry:
     """
 
     def __init__(self, kind: str, base: type, modules: Mapping[str, str] | None = None) -> None:
-        self.kind = kind
-        self.base = base
-        self._classes: dict[str, type] = {}
-        self._modules: dict[str, str] = dict(modules or {})
+        super().__init__(kind, base, modules=modules)
+
+    @property
+    def kind(self) -> str:
+        return self.name
 
     def register(self, name: str) -> Callable[[type], type]:
         """Class decorator that registers the class under ``name`` and sets ``cls.name``."""
+        register = super().register(name)
 
         def decorator(cls: type) -> type:
-            if not issubclass(cls, self.base):
-                raise TypeError(f"{cls.__name__} must subclass {self.base.__name__}")
-            if name in self._classes:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            reserved_by = self._modules.get(name)
-            if reserved_by is not None and cls.__module__ != reserved_by:
-                raise ValueError(
-                    f"{self.kind} {name!r} is reserved for {reserved_by}; "
-                    f"register {cls.__name__} under another name"
-                )
+            cls = register(cls)
             cls.name = name
-            self._classes[name] = cls
             return cls
 
         return decorator
 
-    def names(self) -> list[str]:
-        """Valid names (registered or lazily importable), sorted."""
-        return sorted(set(self._classes) | set(self._modules))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._classes or name in self._modules
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def get(self, name: str) -> type:
-        """The class registered under ``name``, importing its module on first use.
-
-        Raises:
-            ValueError: ``name`` is not a valid name; the message lists the valid ones.
-            ImportError: the module of a lazy entry failed to import (a missing dependency).
-        """
-        if name in self._classes:
-            return self._classes[name]
-        module = self._modules.get(name)
-        if module is None:
-            raise ValueError(f"unknown {self.kind} {name!r}; valid names: {self.names()}")
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ImportError(
-                f"{self.kind} {name!r} needs module {module}, whose import failed: {error}; "
-                "install its dependencies or pick another encoder"
-            ) from error
-        if name not in self._classes:
-            raise RuntimeError(f"module {module} did not register {self.kind} {name!r}")
-        return self._classes[name]
+    def unknown_name_message(self, name: str) -> str:
+        return f"unknown {self.kind} {name!r}; valid names: {self.names()}"
 
     def config_keys(self, name: str) -> list[str]:
         """The config kwargs the class registered under ``name`` accepts."""
@@ -123,12 +83,7 @@ class Registry:
         kwargs = dict(cfg)
         name = kwargs.pop("name")
         cls = self.get(name)
-        valid_keys = self.config_keys(name)
-        for key in kwargs:
-            if key not in valid_keys:
-                raise ValueError(
-                    f"{self.kind} {name!r}: unknown config key {key!r}; valid keys: {valid_keys}"
-                )
+        check_keys(kwargs, self.config_keys(name), f"{self.kind} {name}")
         accepted = inspect.signature(cls.__init__).parameters
         kwargs.update({key: value for key, value in runtime.items() if key in accepted})
         encoder = cls(**kwargs)
@@ -137,7 +92,7 @@ class Registry:
         return encoder
 
 
-class VisualEncoderRegistry(Registry):
+class VisualEncoderRegistry(EncoderRegistry):
     """Registry of :class:`~pipeline.encoders.base.VisualEncoder` classes.
 
     Contract of a registered class:
@@ -159,7 +114,7 @@ class VisualEncoderRegistry(Registry):
         super().__init__("visual encoder", VisualEncoder, modules)
 
 
-class AudioEncoderRegistry(Registry):
+class AudioEncoderRegistry(EncoderRegistry):
     """Registry of :class:`~pipeline.encoders.base.AudioEncoder` classes.
 
     Contract of a registered class:

@@ -11,23 +11,30 @@ if config["dataset"]["source"] == "import":
                 annotations=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
             output:
-                index="results/{dataset}/features/{encoder_set}/index.json",
-                stats="results/{dataset}/features/{encoder_set}/stats.json",
-                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
-            params:
-                out_dir=lambda wildcards: (
-                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                index=expand(
+                    "results/{{dataset}}/features/{encoder_set}/index.json",
+                    encoder_set=ENCODER_SET,
                 ),
+                stats=expand(
+                    "results/{{dataset}}/features/{encoder_set}/stats.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                manifest=expand(
+                    "results/{{dataset}}/features/{encoder_set}/shards/import.json",
+                    encoder_set=ENCODER_SET,
+                ),
+            params:
+                out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{ENCODER_SET}",
                 release=IMPORT["release"],
                 missing=IMPORT["missing"],
             log:
-                "results/{dataset}/logs/import/{encoder_set}.log",
+                "results/{dataset}/logs/import.log",
             benchmark:
-                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
+                "results/{dataset}/benchmarks/import.tsv"
             shell:
                 "python -m pipeline.importers.unav100 --annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
-                "--release {params.release} --missing {params.missing} --dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} "
+                "--release {params.release} --missing {params.missing} --dataset {wildcards.dataset} --encoder-set {ENCODER_SET} "
                 "> {log} 2>&1"
 
     if IMPORT["format"] == "ave":
@@ -37,24 +44,31 @@ if config["dataset"]["source"] == "import":
                 dataset_dir=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
             output:
-                index="results/{dataset}/features/{encoder_set}/index.json",
-                stats="results/{dataset}/features/{encoder_set}/stats.json",
-                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
-                annotations=ANNOTATIONS,
+                index=expand(
+                    "results/{{dataset}}/features/{encoder_set}/index.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                stats=expand(
+                    "results/{{dataset}}/features/{encoder_set}/stats.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                manifest=expand(
+                    "results/{{dataset}}/features/{encoder_set}/shards/import.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                annotations="results/{dataset}/annotations.json",
                 segments="results/{dataset}/segments.csv",
             params:
-                out_dir=lambda wildcards: (
-                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
-                ),
+                out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{ENCODER_SET}",
             log:
-                "results/{dataset}/logs/import/{encoder_set}.log",
+                "results/{dataset}/logs/import.log",
             benchmark:
-                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
+                "results/{dataset}/benchmarks/import.tsv"
             shell:
                 "python -m pipeline.importers.ave --annotations {input.dataset_dir:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--annotations-out {output.annotations:q} --segments-out {output.segments:q} "
-                "--dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {ENCODER_SET} > {log} 2>&1"
 
     if IMPORT["format"] == "actionformer":
 
@@ -63,27 +77,34 @@ if config["dataset"]["source"] == "import":
                 annotations=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
             output:
-                index="results/{dataset}/features/{encoder_set}/index.json",
-                stats="results/{dataset}/features/{encoder_set}/stats.json",
-                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
-                annotations=ANNOTATIONS,
-            params:
-                out_dir=lambda wildcards: (
-                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                index=expand(
+                    "results/{{dataset}}/features/{encoder_set}/index.json",
+                    encoder_set=ENCODER_SET,
                 ),
+                stats=expand(
+                    "results/{{dataset}}/features/{encoder_set}/stats.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                manifest=expand(
+                    "results/{{dataset}}/features/{encoder_set}/shards/import.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                annotations="results/{dataset}/annotations.json",
+            params:
+                out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{ENCODER_SET}",
                 release=IMPORT["release"],
                 missing=IMPORT["missing"],
                 validation_fraction=IMPORT["validation_fraction"],
             log:
-                "results/{dataset}/logs/import/{encoder_set}.log",
+                "results/{dataset}/logs/import.log",
             benchmark:
-                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
+                "results/{dataset}/benchmarks/import.tsv"
             shell:
                 "python -m pipeline.importers.actionformer --annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--release {params.release} --annotations-out {output.annotations:q} "
                 "--missing {params.missing} --validation-fraction {params.validation_fraction} "
-                "--dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {ENCODER_SET} > {log} 2>&1"
 
     if IMPORT["format"] == "perception_test":
 
@@ -94,25 +115,32 @@ if config["dataset"]["source"] == "import":
                 audio=IMPORT["features_dir"],
                 video=IMPORT["video_features_dir"],
             output:
-                index="results/{dataset}/features/{encoder_set}/index.json",
-                stats="results/{dataset}/features/{encoder_set}/stats.json",
-                manifest="results/{dataset}/features/{encoder_set}/shards/import.json",
-                annotations=ANNOTATIONS,
-            params:
-                out_dir=lambda wildcards: (
-                    f"results/{wildcards.dataset}/features/{wildcards.encoder_set}"
+                index=expand(
+                    "results/{{dataset}}/features/{encoder_set}/index.json",
+                    encoder_set=ENCODER_SET,
                 ),
+                stats=expand(
+                    "results/{{dataset}}/features/{encoder_set}/stats.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                manifest=expand(
+                    "results/{{dataset}}/features/{encoder_set}/shards/import.json",
+                    encoder_set=ENCODER_SET,
+                ),
+                annotations="results/{dataset}/annotations.json",
+            params:
+                out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{ENCODER_SET}",
                 task=IMPORT["task"],
                 missing=IMPORT["missing"],
                 validation_fraction=IMPORT["validation_fraction"],
             log:
-                "results/{dataset}/logs/import/{encoder_set}.log",
+                "results/{dataset}/logs/import.log",
             benchmark:
-                "results/{dataset}/benchmarks/import/{encoder_set}.tsv"
+                "results/{dataset}/benchmarks/import.tsv"
             shell:
                 "python -m pipeline.importers.perception_test "
                 "--annotations {input.annotations:q} --extra-annotations {input.extra:q} "
                 "--features-dir {input.audio:q} --video-features-dir {input.video:q} "
                 "--out {params.out_dir:q} --annotations-out {output.annotations:q} "
                 "--task {params.task} --missing {params.missing} "
-                "--validation-fraction {params.validation_fraction} --dataset {wildcards.dataset} --encoder-set {wildcards.encoder_set} > {log} 2>&1"
+                "--validation-fraction {params.validation_fraction} --dataset {wildcards.dataset} --encoder-set {ENCODER_SET} > {log} 2>&1"

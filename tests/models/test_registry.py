@@ -1,6 +1,8 @@
 """Registry: building from config, refusing bad names and keys, type checks."""
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 from torch import nn
@@ -148,3 +150,20 @@ def test_project_registries_hold_the_components() -> None:
                 "embed_size": 8,
             }
         )
+
+
+def test_lazy_entries_are_listed_reserved_and_import_without_torch() -> None:
+    lazy = Registry("thing", base="collections.abc:Sized", modules={"later": "some.module"})
+    assert lazy.names() == ["later"] and "later" in lazy
+    with pytest.raises(ValueError, match=r"'later' is reserved for some\.module"):
+        lazy.register("later")(list)
+    with pytest.raises(ValueError, match="unknown thing name 'other'; valid names: later"):
+        lazy.get("other")
+    with pytest.raises(ImportError, match=r"thing 'later' needs module some\.module"):
+        lazy.get("later")
+    lazy.register("mine")(list)  # the string base is resolved on first use
+    assert lazy.get("mine") is list and lazy.names() == ["later", "mine"]
+    # The configuration boundary checks keys while the DAG is built: no torch for that.
+    code = "import sys, models.registry, pipeline.config; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -20,21 +20,11 @@ from pipeline.detection.data import FeatureDataset, collate_videos
 from pipeline.detection.schedule import WarmupCosine, WarmupEMA
 from pipeline.detection.synthetic import SyntheticFeatureSet, write_synthetic_features
 from pipeline.detection.train import TrainResult, main, resolve_run_config, train_run
+from tests.pipeline.detection.helpers import TINY_RUN
 
-TINY_MODEL = {
-    "name": "actionformer",
-    "modalities": ["audio", "visual"],
-    "embed_dim": 16,
-    "head_dim": 16,
-    "num_embed_convs": 1,
-    "num_stem_blocks": 1,
-    "num_pyramid_blocks": 2,
-    "attn_window": 3,
-    "num_heads": 2,
-    "num_head_convs": 2,
-    "dropout": 0.1,  # dropout draws from the global generator: resume must restore it
-    "path_drop": 0.1,
-}
+# The shared tiny ActionFormer, with dropout: it draws from the global generator, so resuming
+# must restore it.
+TINY_MODEL = {**TINY_RUN["model"], "dropout": 0.1, "path_drop": 0.1}
 RUN_CONFIG = {
     "name": "tiny",
     "model": TINY_MODEL,
