@@ -11,6 +11,8 @@ Validation rules (each violation raises :class:`AnnotationError` naming the file
 the annotation index and, for files, the line and column of the offending entry):
 
 - the keys above must be present with the types above; other keys are ignored;
+- a video id must be a safe file name (:func:`pipeline.ids.check_video_id`: no ``/``, no
+  leading ``.``), because outputs are named after it;
 - ``subset`` must be one of ``allowed_subsets``; ``duration`` a finite number > 0;
 - ``segment`` must be a pair of finite numbers with ``start < end``: zero-length events are
   refused because their tIoU with any prediction is 0, so they could never be detected;
@@ -37,6 +39,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+
+from pipeline.ids import check_video_id
 
 DEFAULT_SUBSETS: tuple[str, ...] = ("train", "validation", "test")
 SEGMENT_TOLERANCE_S = 0.1  # seconds a segment may stick out of [0, duration] before refusal
@@ -339,6 +343,10 @@ class _Parser:
         )
 
     def check_video_entry(self, video_id: str, entry: Any) -> None:
+        try:  # the id names output files (plots, events): it may not leave their folder
+            check_video_id(video_id)
+        except ValueError as err:
+            self.fail(str(err), video_id)
         if not isinstance(entry, Mapping):
             self.fail(f"entry must be an object, got {type(entry).__name__}", video_id)
         for key in ("duration", "subset", "annotations"):

@@ -73,6 +73,7 @@ def validate_config(config: Mapping[str, Any], *, source: str = "config") -> dic
                 f"{', '.join(sorted(known))}"
             )
         raise ConfigError(f"{source}: invalid value at '{key}': {error.message}")
+    _check_source_keys(config.get("dataset") or {}, source)
     _check_run_overrides(resolved, schema, source)
     _check_segments(resolved["segments"], source)
     _check_encoders(resolved["extraction"], source)
@@ -83,6 +84,27 @@ def validate_config(config: Mapping[str, Any], *, source: str = "config") -> dic
                 f"{source}: '{task}.enabled' is true but {missing}; set it to auto or false"
             )
     return resolved
+
+
+# The dataset keys that only one source reads: set under another source, they would be ignored
+# (a forgotten `source: videos` would silently train on the synthetic videos).
+SOURCE_KEYS = {
+    "synth": ("synth",),
+    "videos": ("videos_dir", "video_extensions", "annotations", "segment_labels"),
+    "import": ("import",),
+}
+
+
+def _check_source_keys(dataset: Mapping[str, Any], source: str) -> None:
+    """Refuse the user's dataset keys that another source than ``dataset.source`` reads."""
+    chosen = dataset.get("source", "synth")
+    for owner, keys in SOURCE_KEYS.items():
+        for key in keys:
+            if owner != chosen and dataset.get(key) not in (None, {}, []):
+                raise ConfigError(
+                    f"{source}: 'dataset.{key}' is read only with 'dataset.source: {owner}', "
+                    f"but dataset.source is {chosen!r}; set the source or remove the key"
+                )
 
 
 def _task_missing(config: Mapping[str, Any], task: str) -> str:

@@ -19,8 +19,12 @@ EXTRA_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def _merged(extra: Path) -> dict:
-    """The main config with ``extra`` merged in, as ``--configfile A B`` merges them."""
-    return load_config(ROOT / "workflow_config.yaml", overrides=yaml.safe_load(extra.read_text()))
+    """The main config with ``extra`` merged in, as ``--configfile A B`` merges them; a config
+    with a data set of its own (``dataset.source``) stands alone, as it is run."""
+    overrides = yaml.safe_load(extra.read_text())
+    if "source" in overrides.get("dataset", {}):
+        return load_config(extra)
+    return load_config(ROOT / "workflow_config.yaml", overrides=overrides)
 
 
 def test_there_are_extra_configs():

@@ -305,6 +305,28 @@ def _videos_config(videos_dir: Path, **extraction) -> dict:
     }
 
 
+def test_paths_with_spaces(tmp_path):
+    """Every path of the configuration may contain spaces (each shell rule quotes its paths)."""
+    videos_dir = tmp_path / "my videos"
+    videos_dir.mkdir()
+    for video_id in ("v0", "v1"):
+        media.make_video(videos_dir / f"{video_id}.mp4", duration_s=3.0, fps=10)
+    annotations = tmp_path / "my labels" / "unav format.json"
+    annotations.parent.mkdir()
+    database = {
+        video_id: {"duration": 3.0, "subset": "train", "annotations": []}
+        for video_id in ("v0", "v1")
+    }
+    annotations.write_text(json.dumps({"version": "test", "database": database}))
+    workdir = tmp_path / "work dir"
+    config = _videos_config(videos_dir, shard_size=1)
+    config["dataset"]["annotations"] = str(annotations)
+    write_config(workdir, config)
+    check_ok(snakemake(workdir, "results/vids/features/classic/index.json"))
+    index = json.loads((workdir / "results/vids/features/classic/index.json").read_text())
+    assert sorted(index["videos"]) == ["v0", "v1"] and not index["failed"]
+
+
 def test_killed_extraction_resumes(tmp_path):
     videos_dir = tmp_path / "videos"
     videos_dir.mkdir()

@@ -14,10 +14,10 @@ rule comparison:
     params:
         runs=expand("results/{{dataset}}/runs/{run}", run=RUNS),
         segments=lambda wildcards, input: (
-            f"--segments {input.segments}" if SEGMENTS_AVAILABLE else ""
+            f"--segments {shlex.quote(input.segments)}" if SEGMENTS_AVAILABLE else ""
         ),
         spatial=lambda wildcards, input: (
-            f"--spatial {input.spatial}" if SPATIAL_AVAILABLE else ""
+            f"--spatial {shlex.quote(input.spatial)}" if SPATIAL_AVAILABLE else ""
         ),
     log:
         "results/{dataset}/logs/comparison.log",

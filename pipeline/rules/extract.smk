@@ -36,7 +36,9 @@ if config["dataset"]["source"] != "import":
             index="results/{dataset}/features/{encoder_set}/index.json",
             stats="results/{dataset}/features/{encoder_set}/stats.json",
         params:
-            annotations=f"--annotations {ANNOTATIONS}" if ANNOTATIONS else "",
+            annotations=lambda wildcards, input: " ".join(
+                f"--annotations {shlex.quote(path)}" for path in input.annotations
+            ),
         log:
             "results/{dataset}/logs/extract/{encoder_set}/index.log",
         shell:

@@ -16,7 +16,7 @@ rule report:
     log:
         "results/{dataset}/logs/report.log",
     shell:
-        "python -m pipeline.detection.report --title {wildcards.dataset} --runs {params.runs} "
+        "python -m pipeline.detection.report --title {wildcards.dataset} --runs {params.runs:q} "
         "--index {input.index:q} --out {output:q} > {log} 2>&1"
 
 
@@ -32,5 +32,5 @@ rule table:
     log:
         "results/{dataset}/logs/table.log",
     shell:
-        "python -m pipeline.detection.table --benchmark {params.benchmark} --runs {params.runs} "
+        "python -m pipeline.detection.table --benchmark {params.benchmark} --runs {params.runs:q} "
         "--published {input.published:q} --out {output:q} > {log} 2>&1"

@@ -25,6 +25,6 @@ if config["dataset"]["source"] == "synth":
             expand("results/{dataset}/benchmarks/synth.tsv", dataset=DATASET)[0]
         threads: 8
         shell:
-            "python -m pipeline.synth --out {params.out_dir} --size {params.size} "
+            "python -m pipeline.synth --out {params.out_dir:q} --size {params.size} "
             "--seed {params.seed} --num-classes {params.num_classes} --workers {threads} "
             "> {log} 2>&1"

@@ -201,3 +201,21 @@ def test_dict_errors_name_source_video_and_index() -> None:
 
 def write_text_only(second: str) -> str:
     return TEMPLATE.replace("SECOND", second).replace("DURATION", "30.0").replace("SUBSET", "test")
+
+
+@pytest.mark.parametrize("video_id", ["../../x", "/abs/x", ".hidden", "a/b", ".."])
+def test_video_ids_that_could_leave_the_output_folder_are_refused(
+    tmp_path: Path, video_id: str
+) -> None:
+    """Outputs are named after video ids (plots, events): ``../../x`` would write outside."""
+    path = tmp_path / "a.json"
+    path.write_text(
+        TEMPLATE.replace('"vid_b"', json.dumps(video_id))
+        .replace("SECOND", GOOD_SECOND)
+        .replace("DURATION", "30.0")
+        .replace("SUBSET", "test")
+    )
+    with pytest.raises(AnnotationError, match="is not allowed: use letters") as caught:
+        load_annotations(path)
+    assert caught.value.video_id == video_id and caught.value.line == VIDEO_B_LINE
+    assert str(path) in str(caught.value)

@@ -39,6 +39,15 @@ def test_repository_config_is_valid():
         ({"extraction": {"stride_s": 0}}, "extraction.stride_s"),
         ({"training": {"epochs": 0}}, "training.epochs"),
         ({"dataset": {"name": "../escape"}}, "dataset.name"),
+        ({"dataset": {"name": ".."}}, "dataset.name"),
+        # A forgotten `source: videos` would train on the synthetic videos.
+        ({"dataset": {"videos_dir": "/data/v"}}, "'dataset.videos_dir' is read only with"),
+        ({"dataset": {"source": "videos", "synth": {"size": "tiny"}}}, "'dataset.synth'"),
+        ({"dataset": {"source": "import", "annotations": "a.json"}}, "'dataset.annotations'"),
+        ({"extraction": {"encoder_set": ".."}}, "extraction.encoder_set"),
+        ({"runs": {"..": {"model": {"name": "actionformer"}}}}, "runs"),
+        ({"spatial": {"runs": {".x": {"method": "m2vsl"}}}}, "spatial.runs"),
+        ({"segments": {"pretrainings": {"..": {}}}}, "segments.pretrainings"),
         (
             {"runs": {"a": {"model": {"name": "actionformer"}, "training": {"epoch": 3}}}},
             "runs.a.training.epoch",
