@@ -201,23 +201,29 @@ def _check_segments(segments: Mapping[str, Any], source: str) -> None:
 def _check_run_overrides(config: dict[str, Any], schema: dict[str, Any], source: str) -> None:
     for run_name, run in config["runs"].items():
         where = f"runs.{run_name}.training"
-        try:
-            check_keys(
-                run.get("training", {}), schema["definitions"]["training"]["properties"], where
-            )
-            resolve_training({**config["training"], **run.get("training", {})}, where)
+        try:  # the shared block is schema-checked: an unknown key here is the run's
+            resolve_training({**config["training"], **run.get("training", {})}, where, schema)
         except ValueError as err:
             raise ConfigError(f"{source}: {err}") from None
 
 
-def resolve_training(training: Mapping[str, Any], where: str = "training") -> dict[str, Any]:
+def resolve_training(
+    training: Mapping[str, Any],
+    where: str = "training",
+    schema: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A copy of a detection run's training block with the schema's defaults filled in, checked
     against the schema's ``definitions.training`` (the same check at DAG build and in the job).
+
+    Args:
+        training: the training block (the run's overrides merged onto the shared one).
+        where: its path in the configuration, named in errors.
+        schema: the workflow schema, when the caller has it loaded already.
 
     Raises:
         ValueError: naming ``where`` and the key of an unknown or invalid value.
     """
-    schema = load_schema()["definitions"]["training"]
+    schema = (schema or load_schema())["definitions"]["training"]
     check_keys(training, schema["properties"], where)
     resolved = copy.deepcopy(dict(training))
     for key, spec in schema["properties"].items():
@@ -243,8 +249,7 @@ def _check_encoders(extraction: Mapping[str, Any], source: str) -> None:
                 raise ValueError(
                     f"'{where}.name' is {cfg['name']!r}; valid names: {', '.join(registry.names())}"
                 )
-            options = {key: value for key, value in cfg.items() if key != "name"}
-            check_keys(options, registry.config_keys(cfg["name"]), where)
+            registry.check_options(cfg, where)
         except (ValueError, ImportError) as err:
             raise ConfigError(f"{source}: {err}") from None
 

@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline.cli import user_errors
+from pipeline.io import read_json
 from pipeline.store import MODALITIES, StoreError, StoreInfo, open_store
 
 
@@ -40,7 +41,7 @@ def build_index(
     first: StoreInfo | None = None
     first_manifest: tuple[str | Path, str] | None = None  # (path, config hash) of the first shard
     for manifest_path in manifest_paths:
-        manifest = json.loads(Path(manifest_path).read_text())
+        manifest = read_json(manifest_path, "shard manifest", "run its extraction shard again")
         if first_manifest is None:
             first_manifest = (manifest_path, manifest["config_hash"])
         elif manifest["config_hash"] != first_manifest[1]:

@@ -65,6 +65,13 @@ class EncoderRegistry(Registry):
             and param.kind is inspect.Parameter.KEYWORD_ONLY
         ]
 
+    def check_options(self, cfg: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:
+        """The options of ``cfg`` (its keys but ``name``), refusing those the class does not
+        take; ``where`` (default ``"<kind> <name>"``) names the config in the error."""
+        options = {key: value for key, value in cfg.items() if key != "name"}
+        check_keys(options, self.config_keys(cfg["name"]), where or f"{self.kind} {cfg['name']}")
+        return options
+
     def build(self, cfg: dict[str, Any], **runtime: Any) -> Any:
         """Build an encoder from ``{"name": ..., **kwargs}``.
 
@@ -80,10 +87,9 @@ class EncoderRegistry(Registry):
                 f"{self.kind} config must be a mapping with a 'name' key (one of {self.names()}), "
                 f"got {cfg!r}"
             )
-        kwargs = dict(cfg)
-        name = kwargs.pop("name")
+        name = cfg["name"]
         cls = self.get(name)
-        check_keys(kwargs, self.config_keys(name), f"{self.kind} {name}")
+        kwargs = self.check_options(cfg)
         accepted = inspect.signature(cls.__init__).parameters
         kwargs.update({key: value for key, value in runtime.items() if key in accepted})
         encoder = cls(**kwargs)

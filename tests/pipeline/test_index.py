@@ -212,3 +212,10 @@ def test_index_refuses_a_store_without_a_duration(tmp_path):
     manifest = _manifest(root / "shards" / "0.json", ["a"])
     with pytest.raises(StoreError, match=r"a\.zarr: attribute 'video\.duration_s' is missing"):
         build_index([manifest], index_path=root / "index.json", dataset="t", encoder_set="c")
+
+
+def test_a_missing_shard_manifest_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"shard manifest .*m1\.json does not exist"):
+        build_index(
+            [tmp_path / "m1.json"], index_path=tmp_path / "i.json", dataset="d", encoder_set="e"
+        )
