@@ -58,4 +58,5 @@ rule all:
             "results/{dataset}/segments/table.md",
             dataset=DATASET if SEGMENTS_AVAILABLE else [],
         ),
+        submissions=SUBMISSIONS,
     default_target: True

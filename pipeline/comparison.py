@@ -54,11 +54,19 @@ def describe_detector(model: Mapping[str, Any] | None) -> str:
     modalities = list(model["modalities"])
     if model["name"] == "loco":
         lcc = "no LCC" if model["lcc_weight"] == 0 else "LCC"
-        return f"LoCo ({model['cross_attention']} cross-attention, {lcc})"
+        attention = model["cross_attention"]
+        attention = "no" if attention == "none" else attention
+        return f"LoCo ({attention} cross-attention, {lcc})"
     if model["name"] != "actionformer":
         return model["name"]
     if model["neck"]["name"] == "mravff":
-        gate = "gated" if model["neck"]["gate"] else "no gate"
+        neck = model["neck"]
+        if not neck["gate"]:
+            gate = "no gate"
+        elif (neck["gate_shape"], neck["gate_form"]) == ("scalar", "convex"):
+            gate = "gated"  # the paper's gate (models.necks_mravff)
+        else:
+            gate = f"{neck['gate_shape']} gate, {neck['gate_form']}"
         return f"ActionFormer + MRAV-FF ({gate})"
     if modalities == ["audio"]:
         return "ActionFormer, audio only"

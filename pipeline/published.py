@@ -4,7 +4,9 @@ Published numbers live in ``pipeline/data/published_results.yaml``, each with it
 title, arXiv id, DOI or URL, table or README) and a ``status``: ``verified`` numbers were read in
 the source, ``derived`` ones computed from numbers stated there (the entry says how), ``not found``
 ones are null and print as ``n/a``. :func:`load_published` refuses a file that breaks that rule (a
-number without a source, a verified entry with a null). An entry may name the paper table it
+number without a source, a verified entry with a null). A source that prints only some columns
+(an average without the per-threshold numbers) says which in ``reported``; the others stay null.
+An entry may name the paper table it
 belongs to (``group``) and what its row varies (``setting``, e.g. ``{modality: audio}``), so an
 ablation row with several numbers is one entry per number; :func:`published_entries` lists them
 for the tasks' table modules.
@@ -84,8 +86,15 @@ def _check_entry(key: str, columns: Sequence[str], entry: Mapping[str, Any]) -> 
     numbers = [value for value in values.values() if value is not None]
     if status == "not found" and numbers:
         raise PublishedResultsError(f"{where}: status 'not found' but it holds numbers")
-    if status != "not found" and len(numbers) != len(values):
-        raise PublishedResultsError(f"{where}: {status} entries need every column filled")
+    reported = entry.get("reported", list(columns))
+    if not set(reported) <= set(columns) or not reported:
+        raise PublishedResultsError(f"{where}: 'reported' {reported} must name some of {columns}")
+    filled = sorted(column for column, value in values.items() if value is not None)
+    if status != "not found" and filled != sorted(reported):
+        raise PublishedResultsError(
+            f"{where}: a {status} entry fills exactly its reported columns {sorted(reported)} "
+            f"(every column unless 'reported' names the ones the source gives), not {filled}"
+        )
     if status == "derived" and not entry.get("derivation"):
         raise PublishedResultsError(
             f"{where}: say how a derived number was computed ('derivation')"

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -414,49 +413,3 @@ def test_broken_video_fails_the_job_naming_the_file(tmp_path, videos_with_a_brok
     features = tmp_path / "results" / "vids" / "features" / "classic"
     assert not (features / "index.json").exists()
     assert not (features / "shards" / "0.json").exists()
-
-
-def test_imported_release_reaches_the_paper_table(tmp_path):
-    """UnAV-100-format released features (I3D RGB + flow, VGGish) imported, trained, tabled."""
-    features = tmp_path / "release"
-    features.mkdir()
-    rng = np.random.default_rng(0)
-    database = {}
-    for number, subset in enumerate(["train", "train", "train", "validation", "test", "test"]):
-        video_id = f"-vid{number}"  # YouTube-style ids may start with '-'
-        rows = 40  # 40 snippets of 8 frames at 25 fps: 12.8 s
-        for name, width in (("rgb", 1024), ("flow", 1024), ("vggish", 128)):
-            values = rng.normal(size=(rows, width)).astype(np.float32)
-            np.save(features / f"{video_id}_{name}.npy", values)
-        database[video_id] = {
-            "duration": 13.0,
-            "subset": subset,
-            "annotations": [{"segment": [2.0, 5.0], "label": "dog barking", "label_id": 0}],
-        }
-    annotations = tmp_path / "unav100_annotations.json"
-    annotations.write_text(json.dumps({"version": "test", "database": database}))
-    config = {
-        "dataset": {
-            "name": "unav",
-            "source": "import",
-            "benchmark": "unav100",
-            "import": {
-                "format": "unav100",
-                "annotations": str(annotations),
-                "features_dir": str(features),
-            },
-        },
-        "extraction": {"encoder_set": "i3d_vggish"},
-        "training": {"epochs": 1, "batch_size": 2, "max_seq_len": 16},
-        "runs": {"fusion": {"model": {**SMALL_MODEL, "modalities": ["audio", "visual"]}}},
-    }
-    write_config(tmp_path, config)
-    check_ok(snakemake(tmp_path))
-    index = json.loads((tmp_path / "results/unav/features/i3d_vggish/index.json").read_text())
-    assert index["dims"] == {"visual": 2048, "audio": 128}
-    assert sorted(index["videos"]) == sorted(database)
-    table = (tmp_path / "results/unav/table.md").read_text()
-    assert "ours: fusion" in table
-    assert "UnAV" in table  # the published rows of the benchmark, found or marked not found
-    comparison = json.loads((tmp_path / "results/unav/comparison.json").read_text())
-    assert set(comparison["tasks"]) == {"detection"}  # no segment labels or boxes to compare

@@ -1,5 +1,15 @@
 """LoCo's config groups (arXiv 2409.07967): every field is one key of a run's flat ``model``
 config (``models.detector_config``); building a group checks its values, no module built.
+
+Defaults are the paper's settings where its text gives them: the loss weight lambda = 0.1
+(Eq. 9), focal + generalised IoU losses (Sec. 3.5), the learnable Gaussian LCC target
+(Sec. 3.3), CDP (Sec. 3.4), a downsampling ratio of 2 between levels, three-layer heads
+(Sec. 3.2). Most numbers of Sec. 4.2 did not survive the text we have (embedding width,
+block counts, initial sigma, head count, base window size, maximum sequence length): there
+the defaults are UniAV's (arXiv 2404.03179; LoCo follows its setup on UnAV-100: 512
+channels, 4 heads, 6 pyramid levels, 512-wide heads), or ours where UniAV has no
+counterpart (initial sigma 1 snippet, base window 8, one cross-modal layer per level and
+direction, max-pooling downsampling), and say so below.
 """
 
 from __future__ import annotations
@@ -8,23 +18,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.detector_config import LossConfig
-from models.loco.lcc import LCC_TARGETS
-from models.loco.pyramid import CROSS_ATTENTIONS
+from models.loco.lcc import LCC_LOSS_FORMS, LCC_TARGETS, TEMPERATURE_RANGE
+from models.loco.pyramid import CROSS_ATTENTIONS, DOWNSAMPLINGS
 
 
 @dataclass(frozen=True)
 class LoCoEncoderConfig:
-    """The two unimodal encoders, and the transformer settings every LoCo block shares.
+    """The two unimodal encoders (Sec. 3.2), and the transformer settings every block shares.
 
     Args:
         modalities: the (audio, visual) modality names, in that order.
-        embed_dim: width C of encoders, pyramid and decoder (even: LCC uses C // 2).
-        num_heads: attention heads everywhere.
-        num_embed_convs: embedding convolutions per encoder (>= 1).
-        embed_kernel_size: their kernel size (odd).
-        num_encoder_blocks: transformer blocks per unimodal encoder (>= 0).
-        local_window: local self-attention window of encoder, downsampling and decoder
-            blocks (odd).
+        embed_dim: width C of encoders, pyramid and decoder (even: LCC uses C // 2);
+            UniAV's 512 (the paper's number is lost).
+        num_heads: attention heads everywhere; UniAV's 4 (the paper's number is lost).
+        num_embed_convs: embedding convolutions per encoder (>= 1); UniAV's 2.
+        embed_kernel_size: their kernel size (odd); UniAV's 3.
+        num_encoder_blocks: transformer blocks per unimodal encoder (>= 0); ours 2 (the
+            paper's number is lost).
+        local_window: local self-attention window of encoder, decoder and "transformer"
+            downsampling blocks (odd).
         mlp_ratio: MLP width multiple of every block.
         dropout: dropout in the blocks.
         path_drop: stochastic depth of the self-attention blocks.
@@ -60,21 +72,24 @@ class LoCoEncoderConfig:
 
 @dataclass(frozen=True)
 class LoCoPyramidConfig:
-    """The cross-modal feature pyramid with CDP (``models.loco.pyramid``) and the decoder.
+    """The cross-modal feature pyramid with CDP (``models.loco.pyramid``, Sec. 3.2, 3.4) and
+    the decoder.
 
     Args:
-        num_pyramid_blocks: downsamplings; levels = 1 + this (>= 0).
-        cross_attention: "cdp" (LoCo), "fixed_window" or "global" (ablations).
-        cdp_window: base window w of the window variants.
-        shifted_windows: alternate window shifts 0 and w // 2 between cross-modal layers.
+        num_pyramid_blocks: downsamplings; levels = 1 + this (>= 0); UniAV's 5 (6 levels).
+        cross_attention: "cdp" (LoCo), "fixed_window", "global" or "none" (Table 2(c), 3).
+        cdp_window: base window w of "cdp" and "fixed_window" (>= 1); ours 8 (the paper's
+            choice, Table 2(d), is lost).
+        pyramid_downsample: "max_pool", "depthwise_conv" or "transformer": the stride-2
+            downsampling a CDP block starts with (not specified by the text).
         cross_layers_per_level: cross-modal layers per direction and level (>= 1).
-        num_decoder_blocks: transformer blocks per level in the decoder.
+        num_decoder_blocks: transformer blocks per level in the decoder (>= 0).
     """
 
     num_pyramid_blocks: int = 5
     cross_attention: str = "cdp"
     cdp_window: int = 8
-    shifted_windows: bool = True
+    pyramid_downsample: str = "max_pool"
     cross_layers_per_level: int = 1
     num_decoder_blocks: int = 1
 
@@ -83,6 +98,16 @@ class LoCoPyramidConfig:
             raise ValueError(
                 f"cross_attention must be one of {', '.join(CROSS_ATTENTIONS)}, "
                 f"got {self.cross_attention!r}"
+            )
+        if self.pyramid_downsample not in DOWNSAMPLINGS:
+            raise ValueError(
+                f"pyramid_downsample must be one of {', '.join(DOWNSAMPLINGS)}, "
+                f"got {self.pyramid_downsample!r}"
+            )
+        if self.cdp_window < 1 or self.num_decoder_blocks < 0:
+            raise ValueError(
+                "cdp_window must be >= 1 and num_decoder_blocks >= 0; got "
+                f"{self.cdp_window}, {self.num_decoder_blocks}"
             )
         if self.num_pyramid_blocks < 0 or self.cross_layers_per_level < 1:
             raise ValueError(
@@ -93,14 +118,20 @@ class LoCoPyramidConfig:
 
 @dataclass(frozen=True)
 class LCCConfig:
-    """The locality-aware correspondence correction loss (``models.loco.lcc``).
+    """The Locality-aware Correspondence Correction loss (``models.loco.lcc``, Sec. 3.3).
 
     Args:
-        lcc_weight: weight of the LCC loss (>= 0; 0 disables it).
-        lcc_target: "learnable_gaussian", "fixed_gaussian", "smoothed" or "diagonal".
-        lcc_sigma: initial / fixed Gaussian standard deviation, snippets (> 0).
-        lcc_epsilon: label-smoothing mass of the "smoothed" target, in [0, 1).
-        lcc_temperature: initial (learnable) temperature of the LCC logits (> 0).
+        lcc_weight: lambda of Eq. (9), the paper's 0.1 (>= 0; 0 removes LCC and its
+            projection heads: Table 2(a), 3 rows without LCC).
+        lcc_target: "learnable_gaussian" (LoCo), "fixed_gaussian", "smoothed" or
+            "diagonal" (Table 2(b)).
+        lcc_sigma: initial / fixed Gaussian standard deviation in snippets (> 0); ours 1
+            (the paper's initial value is lost).
+        lcc_epsilon: label-smoothing mass of the "smoothed" target, in [0, 1); ours 0.1.
+        lcc_temperature: initial learnable temperature, ALBEF's 0.07 (Eq. 2 follows ALBEF),
+            in [0.001, 0.5].
+        lcc_loss_form: "cross_entropy" (Eq. 2, soft-target cross-entropy) or "kl" (minus
+            the targets' entropy; see ``models.loco.lcc`` for what each does to sigma).
     """
 
     lcc_weight: float = 0.1
@@ -108,21 +139,35 @@ class LCCConfig:
     lcc_sigma: float = 1.0
     lcc_epsilon: float = 0.1
     lcc_temperature: float = 0.07
+    lcc_loss_form: str = "cross_entropy"
 
     def __post_init__(self) -> None:
         if self.lcc_target not in LCC_TARGETS:
             raise ValueError(
                 f"lcc_target must be one of {', '.join(LCC_TARGETS)}, got {self.lcc_target!r}"
             )
+        if self.lcc_loss_form not in LCC_LOSS_FORMS:
+            raise ValueError(
+                f"lcc_loss_form must be one of {', '.join(LCC_LOSS_FORMS)}, "
+                f"got {self.lcc_loss_form!r}"
+            )
         if self.lcc_weight < 0:
             raise ValueError(f"lcc_weight must be >= 0, got {self.lcc_weight}")
-        if self.lcc_sigma <= 0 or self.lcc_temperature <= 0 or not 0.0 <= self.lcc_epsilon < 1.0:
-            raise ValueError("lcc_sigma and lcc_temperature must be > 0, lcc_epsilon in [0, 1)")
+        low, high = TEMPERATURE_RANGE
+        if (
+            self.lcc_sigma <= 0
+            or not low <= self.lcc_temperature <= high
+            or not 0.0 <= self.lcc_epsilon < 1.0
+        ):
+            raise ValueError(
+                f"lcc_sigma must be > 0, lcc_temperature in [{low}, {high}], lcc_epsilon in [0, 1)"
+            )
 
 
 @dataclass(frozen=True)
 class LoCoLossConfig(LossConfig):
     """:class:`~models.detector_config.LossConfig` with LoCo's generalised IoU regression loss
-    (``reg_loss: giou``) as the default."""
+    (``reg_loss: giou``, Sec. 3.5) as the default; with ``loss_weight_reg`` 1 the total is
+    Eq. (9), ``L_cls + L_reg + lambda * L_LCC``."""
 
     reg_loss: str = "giou"

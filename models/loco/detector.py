@@ -3,18 +3,17 @@ Dense Audio-Visual Events Localization", arXiv 2409.07967), registered as ``loco
 ``DETECTORS``: a :class:`~models.detector_base.TemporalDetector`, so the same training loop
 trains it.
 
-Pipeline: unimodal encoders (``models.loco.encoders``) -> LCC loss on their outputs
-(``models.loco.lcc``) -> cross-modal feature pyramid with CDP (``models.loco.pyramid``,
-``models.loco.cdp``) -> decoder transformer blocks per level -> classification head
-(``models.heads``) and class-aware regression head (``models.loco.heads``). Losses: sigmoid
-focal (classification), generalised IoU (regression, class-aware), ``lcc_weight * LCC``;
-the first two divided by an EMA of the positive (point, class) pairs (ActionFormer Sec.
-3.4; the base class's). Inference: per-class Soft-NMS (``models.postprocessing``).
-Config groups: ``models.loco.config``.
-
-Only the paper's abstract and summaries were available to us, not its equations; each
-module states its reading of the description (LCC's KL form, CDP's offset units and
-sliding windows, the class-aware assignment).
+Pipeline (Sec. 3.2, Eq. 1): unimodal encoders (``models.loco.encoders``) -> LCC loss on their
+outputs (Sec. 3.3, ``models.loco.lcc``) -> cross-modal feature pyramid of CDP blocks (Sec.
+3.4, ``models.loco.pyramid``, ``models.loco.cdp``) -> decoder transformer blocks per level ->
+classification head (``models.heads``) and class-aware regression head
+(``models.loco.heads``). Losses (Sec. 3.5, Eq. 9): sigmoid focal (classification),
+generalised IoU (regression, class-aware) and ``lcc_weight * LCC`` (lambda = 0.1); the first
+two divided by an EMA of the positive (point, class) pairs (ActionFormer Sec. 3.4, as in
+UnAV). Inference: per-class Soft-NMS (``models.postprocessing``). Config groups:
+``models.loco.config``. Where the text leaves a choice open, the module doing it says which
+we made (LCC's Eq. 5 mean, CDP's size/offset units and window positions, the downsampling,
+the class-aware assignment).
 """
 
 from __future__ import annotations
@@ -46,8 +45,8 @@ class LoCoOutput(DetectorOutput):
 
     Attributes:
         offsets: per level (B, T_l, C, 2) ``(left, right)`` per class, stride units.
-        audio_embed: (B, T, C // 2) projected audio encoder output (LCC).
-        visual_embed: (B, T, C // 2) projected visual encoder output (LCC).
+        audio_embed: (B, T, C // 2) projected audio encoder output (LCC; None without).
+        visual_embed: (B, T, C // 2) projected visual encoder output (LCC; None without).
         input_mask: (B, T) bool valid snippets.
     """
 
@@ -138,16 +137,24 @@ class LoCoDetector(TemporalDetector):
             }
         )
         self.lcc_weight = lcc.lcc_weight
-        self.lcc = LocalityCorrespondence(
-            embed_dim, lcc.lcc_target, lcc.lcc_sigma, lcc.lcc_epsilon, lcc.lcc_temperature
-        )
+        # without LCC (lambda = 0) neither its projection heads nor its parameters exist
+        self.lcc: LocalityCorrespondence | None = None
+        if lcc.lcc_weight > 0:
+            self.lcc = LocalityCorrespondence(
+                embed_dim,
+                lcc.lcc_target,
+                lcc.lcc_sigma,
+                lcc.lcc_epsilon,
+                lcc.lcc_temperature,
+                lcc.lcc_loss_form,
+            )
         self.pyramid = CrossModalPyramid(
             embed_dim,
             num_levels,
             cross_attention=pyramid.cross_attention,
             window_size=pyramid.cdp_window,
-            shifted_windows=pyramid.shifted_windows,
             layers_per_level=pyramid.cross_layers_per_level,
+            downsample=pyramid.pyramid_downsample,
             local_window=local_window,
             **blocks,
         )
@@ -209,7 +216,9 @@ class LoCoDetector(TemporalDetector):
         audio_name, visual_name = self.modalities
         audio = self.encoders[audio_name](inputs[audio_name].to(dtype).transpose(1, 2), mask)
         visual = self.encoders[visual_name](inputs[visual_name].to(dtype).transpose(1, 2), mask)
-        audio_embed, visual_embed = self.lcc.embed(audio, visual)  # (B, T, C // 2) each
+        audio_embed = visual_embed = None
+        if self.lcc is not None:  # LoCo Sec. 3.3: LCC on the unimodal encoder outputs
+            audio_embed, visual_embed = self.lcc.embed(audio, visual)  # (B, T, C // 2) each
         feats, masks = self.pyramid(audio, visual, mask)
         decoded = []
         for blocks, norm, x, level_mask in zip(
@@ -245,9 +254,9 @@ class LoCoDetector(TemporalDetector):
             ``{"cls", "reg", "lcc", "loss": cls + loss_weight_reg * reg + lcc_weight * lcc}``.
         """
         losses = super().loss(output, gt_segments, gt_labels)
-        if self.lcc_weight > 0:
+        if self.lcc is not None and output.audio_embed is not None:
             lcc = self.lcc(output.audio_embed, output.visual_embed, output.input_mask)
         else:
             lcc = torch.cat(output.cls_logits, dim=1).sum() * 0.0  # keeps the graph connected
-        total = losses["loss"] + self.lcc_weight * lcc
+        total = losses["loss"] + self.lcc_weight * lcc  # LoCo Eq. (9)
         return {"cls": losses["cls"], "reg": losses["reg"], "lcc": lcc, "loss": total}

@@ -1,7 +1,9 @@
-"""LoCo's unimodal encoders (arXiv 2409.07967): each modality is
-encoded on its own before any fusion, by ActionFormer's masked convolution embedding and
-full-resolution local transformer blocks (``models.blocks``); the LCC loss
-(``models.loco.lcc``) acts on their outputs.
+"""LoCo's unimodal encoders (arXiv 2409.07967, Sec. 3.2 "Multimodal Input Encoding"): each
+modality's frozen snippet features pass "stacked uni-modal transformer blocks" on their
+own, before any fusion. The text does not detail the blocks; ours are UnAV/UniAV's:
+ActionFormer's masked convolution embedding, then full-resolution local pre-LN
+transformer blocks (``models.blocks``). The LCC loss (Sec. 3.3, ``models.loco.lcc``) acts
+on their outputs.
 """
 
 from __future__ import annotations

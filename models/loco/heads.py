@@ -1,6 +1,7 @@
-"""LoCo's class-aware regression (arXiv 2409.07967, its decoder; as in the UnAV-100
-baseline, arXiv 2303.12930): every point predicts a ``(left, right)`` pair per class, so
-overlapping events of different classes around one point each get their own boundaries.
+"""LoCo's class-aware regression (arXiv 2409.07967, Sec. 3.2 "Multimodal Decoder": three 1-D
+convolutions and ReLU; as in the UnAV-100 baseline, arXiv 2303.12930): every point predicts
+a ``(left, right)`` pair per class, so overlapping events of different classes around one
+point each get their own boundaries.
 
 Targets are assigned class by class with ActionFormer's rule (``models.losses.assign_labels``
 on the ground truths of that class only): a point is positive for class ``c`` when a

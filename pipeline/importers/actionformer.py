@@ -12,9 +12,20 @@ Timestamps follow ActionFormer's data loaders, which map a time ``t`` to the gri
 ``fps`` otherwise (THUMOS14's I3D ran at each video's frame rate), so THUMOS stores differ in
 ``fps``, ``window_s`` and ``stride_s``; each store records its own.
 
-These releases have no audio features. A store needs an audio array, so it gets a zero-width one,
-``(T, 0)``, with ``audio_present: false`` and encoder ``{"name": "none", "dim": 0}``: nothing is
-invented, statistics over zero columns are empty, and a run must use ``modalities: [visual]``.
+These releases have no audio features. Given the benchmark's videos (``--videos-dir``,
+``dataset.import.videos_dir``), audio features are extracted from each video's sound on exactly
+the released grid, row ``i`` from row ``i``'s seconds, with the configured audio encoder
+(:mod:`pipeline.importers.grid_audio`; ``audio_present: true``, the encoder's config and the grid
+recorded in each store). A video that cannot give audio (unreadable, no audio stream) fails the
+import or is listed as failed (``--on-error``, ``extraction.on_error``); a video file that is
+absent follows ``--missing`` like an absent feature file. Without videos a store gets a zero-width
+audio array, ``(T, 0)``, with ``audio_present: false`` and encoder ``{"name": "none", "dim": 0}``:
+nothing is invented, statistics over zero columns are empty, and a run must use ``modalities:
+[visual]``.
+
+Every video's rows are checked against its duration, the annotations' and, given the video,
+the probed file's (:func:`pipeline.importers.grid_audio.check_grid_duration`), and every feature
+file must have the width of the others (the release's ``input_dim`` when it fixes one).
 
 Annotations are rewritten in UnAV format (``--annotations-out``): subsets mapped by
 ``subset_map`` (ActionFormer trains THUMOS14 on its validation videos and tests on its test
@@ -45,6 +56,7 @@ from pipeline.importers.common import (
     ImportedVideo,
     ImportReport,
     ImportSettings,
+    VideoExtractionError,
     add_import_arguments,
     assign_subsets,
     load_feature_array,
@@ -53,6 +65,14 @@ from pipeline.importers.common import (
     run_import,
     summary_line,
     write_annotations,
+)
+from pipeline.importers.grid_audio import (
+    GridAudioExtractor,
+    VideoFolder,
+    add_grid_audio_arguments,
+    audio_on_grid,
+    check_grid_duration,
+    grid_audio_options,
 )
 from pipeline.store import StoreError
 
@@ -173,6 +193,13 @@ def import_actionformer(
     dataset: str = "thumos14",
     encoder_set: str = "i3d",
     seed: int = 0,
+    videos_dir: str | Path | None = None,
+    video_pattern: str | None = None,
+    audio_encoder: Mapping[str, Any] | None = None,
+    on_error: str = "fail",
+    batch_size: int = 64,
+    device: str = "auto",
+    fp16: bool = False,
 ) -> tuple[ImportReport, dict[str, int]]:
     """Convert the annotations, then write one store per video of a mapped subset.
 
@@ -186,10 +213,28 @@ def import_actionformer(
         dataset: data set name recorded in the index.
         encoder_set: feature set name recorded in the index.
         seed: seed of the choice of held-out validation videos.
+        videos_dir: folder of the benchmark's videos; given, audio features are extracted from
+            them on the released grid. None: zero-width audio.
+        video_pattern: a video's path under ``videos_dir`` (``{vid}``, glob wildcards; see
+            :class:`~pipeline.importers.grid_audio.VideoFolder`); None: ``{vid}.{mp4,mkv,...}``.
+        audio_encoder: audio encoder config ``{"name": ..., **kwargs}``; None: ``classic``.
+        on_error: ``fail`` or ``skip`` for a video that cannot give audio (unreadable, no
+            audio stream).
+        batch_size: audio windows per encoder call.
+        device: device of torch audio encoders.
+        fp16: half-precision audio encoding on CUDA.
 
     Returns the import report and the annotation clean-up counts.
     """
     spec = RELEASES[release] if isinstance(release, str) else release
+    video_folder = extractor = None
+    if videos_dir is not None:
+        video_folder = VideoFolder(videos_dir, video_pattern)
+        extractor = GridAudioExtractor(
+            audio_encoder or {"name": "classic"}, batch_size=batch_size, device=device, fp16=fp16
+        )
+    elif video_pattern is not None or audio_encoder is not None:
+        raise ValueError("a video pattern or audio encoder needs a videos folder (--videos-dir)")
     annotations_path = Path(annotations_path)
     database = read_database(annotations_path)
     subsets = assign_subsets(
@@ -219,14 +264,45 @@ def import_actionformer(
         grid = FrameGrid(float(fps), spec.feat_stride, spec.num_frames)
         path = Path(features_dir) / f"{spec.file_prefix}{video_id}{spec.file_ext}"
         visual = load_feature_array(path, expected_dim=spec.input_dim, npz_key=spec.npz_key)
+        duration_s = float(entry["duration"])
+        check_grid_duration(
+            video_id,
+            len(visual),
+            grid,
+            duration_s,
+            features_file=path,
+            duration_source=f"the annotations ({annotations_path})",
+        )
+        timestamps = grid.timestamps(len(visual))  # (T, 2) seconds of each row
+        extra_attrs: dict[str, Any] = {
+            "fps": grid.fps,
+            "window_s": grid.window_s,
+            "stride_s": grid.stride_s,
+            "grid": {
+                "fps": grid.fps,
+                "feat_stride": spec.feat_stride,
+                "num_frames": spec.num_frames,
+            },
+            "feature_file": str(path),
+        }
+        sources = {"visual": str(path)}
+        if video_folder is None or extractor is None:
+            audio = np.zeros((len(visual), 0), dtype=np.float32)  # (T, 0): no audio released
+        else:
+            audio, video_attrs, video_path = audio_on_grid(
+                video_folder, extractor, video_id, grid, len(visual), features_file=path
+            )  # (T, Da)
+            extra_attrs.update(video_attrs)
+            sources["audio"] = str(video_path)
         return ImportedVideo(
             video_id=video_id,
             visual=visual,
-            audio=np.zeros((len(visual), 0), dtype=np.float32),  # (T, 0): no audio released
-            timestamps=grid.timestamps(len(visual)),
-            duration_s=float(entry["duration"]),
-            audio_present=False,
-            extra_attrs={"fps": grid.fps, "window_s": grid.window_s, "stride_s": grid.stride_s},
+            audio=audio,
+            timestamps=timestamps,
+            duration_s=duration_s,
+            audio_present=extractor is not None,
+            extra_attrs=extra_attrs,
+            sources=sources,
         )
 
     fixed = spec.default_fps
@@ -237,13 +313,17 @@ def import_actionformer(
         stride_s=None if fixed is None else spec.feat_stride / fixed,
         encoders={
             "visual": {"name": spec.visual_encoder, "dim": spec.input_dim},
-            "audio": {"name": "none", "dim": 0},
+            "audio": {"name": "none", "dim": 0} if extractor is None else extractor.config(),
         },
+        sample_rate=None if extractor is None else extractor.sample_rate,
         details={
             "feat_stride": spec.feat_stride,
             "num_frames": spec.num_frames,
             "default_fps": spec.default_fps,
             "files": f"{spec.file_prefix}{{vid}}{spec.file_ext}",
+            # audio from the benchmark's videos on the visual grid, or none
+            "audio": "none" if extractor is None else "videos on the visual grid",
+            "audio_fp16": bool(fp16) if extractor is not None else False,
         },
     )
     report = run_import(
@@ -255,11 +335,12 @@ def import_actionformer(
         annotations_path=annotations_out,
         dataset=dataset,
         encoder_set=encoder_set,
+        on_error=on_error,
     )
     return report, counts
 
 
-@user_errors(StoreError)
+@user_errors(StoreError, VideoExtractionError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_import_arguments(parser, annotations_help="ActionFormer-format JSON (thumos14.json, ...)")
@@ -276,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--validation-fraction", type=float, help="share of train videos held out (default 0.1)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out choice")
+    add_grid_audio_arguments(parser)
     args = parser.parse_args(argv)
     dataset, encoder_set = names_from_out(args.out, args.dataset, args.encoder_set)
     overrides = {
@@ -297,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset=dataset,
         encoder_set=encoder_set,
         seed=args.seed,
+        **grid_audio_options(args),
     )
     print(f"{summary_line(report)}\nannotation clean-up: {counts}")
     return 0

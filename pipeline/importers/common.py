@@ -13,7 +13,12 @@ features).
 
 A video whose feature file is absent raises :class:`MissingFeaturesError` (``missing="error"``) or
 is listed in the index's ``failed`` map (``missing="skip"``); a file that exists but is malformed
-(wrong shape, NaN, unreadable) always raises :class:`FeatureImportError` naming the file.
+(wrong shape, NaN, unreadable, a width that differs from the other videos') always raises
+:class:`FeatureImportError` naming the file. Features an importer computes itself from the
+benchmark's videos (audio on a released visual grid, :mod:`pipeline.importers.grid_audio`) fail
+with :class:`VideoExtractionError` when a video cannot give them (unreadable, no audio stream):
+the import stops (``on_error="fail"``) or lists the video in ``failed`` (``on_error="skip"``), as
+the extraction stage's ``extraction.on_error`` does.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pipeline.store import is_complete, open_store, write_store
 
 IMPORT_FORMAT_VERSION = 1
 MISSING_POLICIES = ("error", "skip")
+ON_ERROR_POLICIES = ("fail", "skip")  # extraction.on_error, for features computed from videos
 
 
 class FeatureImportError(ValueError):
@@ -42,6 +48,11 @@ class FeatureImportError(ValueError):
 
 class MissingFeaturesError(FeatureImportError):
     """A video listed in the annotations has no feature file; the message names the path."""
+
+
+class VideoExtractionError(FeatureImportError):
+    """A benchmark video cannot give the features extracted from it (unreadable, no audio
+    stream); the message names the video id and the file."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class ImportedVideo:
     audio_present: bool  # false when the release has no audio features
     extra_attrs: dict[str, Any] = field(default_factory=dict)  # e.g. trimmed counts, source files
     visual_grid: np.ndarray | None = None  # (T, H', W', Dg) spatial features, when released
+    sources: dict[str, str] = field(default_factory=dict)  # modality -> file, named in errors
 
 
 @dataclass(frozen=True)
@@ -179,14 +191,29 @@ def load_feature_array(
     return array.astype(np.float32, copy=False)
 
 
-def _resolve_dims(settings: ImportSettings, video: ImportedVideo, dims: dict[str, int]) -> None:
-    """Fill ``dims`` from the first video; refuse a video whose widths differ."""
+def check_on_error_policy(on_error: str) -> str:
+    if on_error not in ON_ERROR_POLICIES:
+        raise ValueError(f"--on-error must be one of {ON_ERROR_POLICIES}, not {on_error!r}")
+    return on_error
+
+
+def _resolve_dims(
+    settings: ImportSettings, video: ImportedVideo, dims: dict[str, int], dims_from: dict[str, str]
+) -> None:
+    """Fill ``dims`` from the encoders' fixed widths, else from the first video (its id goes to
+    ``dims_from``); refuse a video whose widths differ, naming its file."""
     for name, array in (("visual", video.visual), ("audio", video.audio)):
-        expected = dims.setdefault(name, settings.encoders[name].get("dim") or array.shape[1])
-        if array.shape[1] != expected:
+        fixed = settings.encoders[name].get("dim")
+        if name not in dims:
+            dims[name] = int(array.shape[1] if fixed is None else fixed)
+            dims_from[name] = video.video_id if fixed is None else f"the {name} encoder"
+        if array.shape[1] != dims[name]:
+            source = video.sources.get(name)
             raise FeatureImportError(
-                f"video {video.video_id}: {name} features have {array.shape[1]} dims but the "
-                f"other videos of this import have {expected}; the release mixes feature sets"
+                f"video {video.video_id}: {name} features "
+                f"{f'of {source} ' if source else ''}have {array.shape[1]} dims but this import's "
+                f"have {dims[name]} (set by {dims_from[name]}); the release mixes feature sets: "
+                "replace the file or leave the video out"
             )
 
 
@@ -200,6 +227,7 @@ def run_import(
     annotations_path: str | Path | None,
     dataset: str,
     encoder_set: str,
+    on_error: str = "fail",
 ) -> ImportReport:
     """Write one store per video, then the manifest, ``index.json`` and ``stats.json``.
 
@@ -212,18 +240,23 @@ def run_import(
         annotations_path: UnAV-format annotations; statistics use their train split.
         dataset: data set name recorded in the index.
         encoder_set: feature set name recorded in the index.
+        on_error: ``"fail"`` or ``"skip"`` for videos whose features the loader extracts and
+            cannot (:class:`VideoExtractionError`: unreadable video, no audio stream).
     """
     check_missing_policy(missing)
+    check_on_error_policy(on_error)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_hash = settings.config_hash()
     written, kept, failed, entries = [], [], {}, {}
     dims: dict[str, int] = {}
+    dims_from: dict[str, str] = {}  # modality -> what set its width (named in errors)
     for video_id in video_ids:
         store_path = out_dir / f"{check_video_id(video_id)}.zarr"
         if is_complete(store_path, config_hash):
             for name, dim in open_store(store_path).info.dims.items():
                 dims.setdefault(name, dim)
+                dims_from.setdefault(name, f"the finished store {store_path}")
             kept.append(video_id)
             entries[video_id] = {"store": store_path.name, "status": "kept"}
             continue
@@ -236,7 +269,15 @@ def run_import(
                 ) from err
             failed[video_id] = str(err)
             continue
-        _resolve_dims(settings, video, dims)
+        except VideoExtractionError as err:
+            if on_error == "fail":
+                raise VideoExtractionError(
+                    f"{err}; fix or replace the file, or set extraction.on_error: skip "
+                    "(--on-error skip) to list the video as failed and import the others"
+                ) from err
+            failed[video_id] = str(err)
+            continue
+        _resolve_dims(settings, video, dims, dims_from)
         encoders = {
             name: {**settings.encoders[name], "dim": int(dims[name])}
             for name in ("visual", "audio")

@@ -1,5 +1,8 @@
 # Stage 1 alternative: a benchmark's released features imported into the per-video store layout.
 
+# Challenge entries `rule all` asks for (the Perception Test import sets them).
+SUBMISSIONS = []
+
 
 if config["dataset"]["source"] == "import":
     IMPORT = config["dataset"]["import"]
@@ -76,6 +79,8 @@ if config["dataset"]["source"] == "import":
             input:
                 annotations=IMPORT["annotations"],
                 features=IMPORT["features_dir"],
+                # the benchmark's videos: audio extracted on the released grid (none: no audio)
+                videos=[IMPORT["videos_dir"]] if IMPORT["videos_dir"] else [],
             output:
                 index=expand(
                     "results/{{dataset}}/features/{encoder_set}/index.json",
@@ -95,16 +100,43 @@ if config["dataset"]["source"] == "import":
                 release=IMPORT["release"],
                 missing=IMPORT["missing"],
                 validation_fraction=IMPORT["validation_fraction"],
+                encoder_set=ENCODER_SET,
+                audio=lambda wildcards, input: (
+                    shlex.join(
+                        [
+                            "--videos-dir",
+                            input.videos[0],
+                            "--audio-encoder",
+                            json.dumps(config["extraction"]["audio"], sort_keys=True),
+                            "--on-error",
+                            config["extraction"]["on_error"],
+                            "--batch-size",
+                            str(config["extraction"]["batch_size"]),
+                            "--device",
+                            config["extraction"]["device"],
+                            *(
+                                ["--video-pattern", IMPORT["video_pattern"]]
+                                if IMPORT["video_pattern"]
+                                else []
+                            ),
+                            *(["--fp16"] if config["extraction"]["fp16"] else []),
+                        ]
+                    )
+                    if input.videos
+                    else ""
+                ),
             log:
                 "results/{dataset}/logs/import.log",
             benchmark:
                 "results/{dataset}/benchmarks/import.tsv"
+            threads: 1
             shell:
-                "python -m pipeline.importers.actionformer --annotations {input.annotations:q} "
+                "OMP_NUM_THREADS={threads} python -m pipeline.importers.actionformer "
+                "--annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--release {params.release} --annotations-out {output.annotations:q} "
                 "--missing {params.missing} --validation-fraction {params.validation_fraction} "
-                "--dataset {wildcards.dataset} --encoder-set {ENCODER_SET} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {params.encoder_set} {params.audio} > {log} 2>&1"
 
     if IMPORT["format"] == "perception_test":
 
@@ -133,6 +165,9 @@ if config["dataset"]["source"] == "import":
                 task=IMPORT["task"],
                 missing=IMPORT["missing"],
                 validation_fraction=IMPORT["validation_fraction"],
+                audio_features=json.dumps(IMPORT["audio_features"], sort_keys=True),
+                video_features=json.dumps(IMPORT["video_features"], sort_keys=True),
+                encoder_set=ENCODER_SET,
             log:
                 "results/{dataset}/logs/import.log",
             benchmark:
@@ -141,6 +176,30 @@ if config["dataset"]["source"] == "import":
                 "python -m pipeline.importers.perception_test "
                 "--annotations {input.annotations:q} --extra-annotations {input.extra:q} "
                 "--features-dir {input.audio:q} --video-features-dir {input.video:q} "
+                "--audio-features {params.audio_features:q} --video-features {params.video_features:q} "
                 "--out {params.out_dir:q} --annotations-out {output.annotations:q} "
                 "--task {params.task} --missing {params.missing} "
-                "--validation-fraction {params.validation_fraction} --dataset {wildcards.dataset} --encoder-set {ENCODER_SET} > {log} 2>&1"
+                "--validation-fraction {params.validation_fraction} --dataset {wildcards.dataset} "
+                "--encoder-set {params.encoder_set} > {log} 2>&1"
+
+        # The challenge's entry of each run: its detections on our test subset (the release's
+        # valid split), labels mapped back to the release's ids; `rule all` asks for them.
+        SUBMISSIONS = expand(
+            "results/{dataset}/runs/{run}/submission.json",
+            dataset=DATASET,
+            run=RUNS,
+        )
+
+        rule perception_test_submission:
+            input:
+                events="results/{dataset}/runs/{run}/events/test.json",
+                annotations="results/{dataset}/annotations.json",
+            output:
+                "results/{dataset}/runs/{run}/submission.json",
+            params:
+                task=IMPORT["task"],
+            log:
+                "results/{dataset}/logs/submission/{run}.log",
+            shell:
+                "python -m pipeline.importers.perception_test submit --results {input.events:q} "
+                "--annotations {input.annotations:q} --task {params.task} --out {output:q} > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""LoCo (arXiv 2409.07967): LCC loss and targets, CDP sampling, the detector end to end."""
+"""LoCo (arXiv 2409.07967): the detector end to end, class-aware targets and losses (Eq. 9).
+CDP and the pyramid: ``test_loco_cdp.py``; LCC: ``test_loco_lcc.py``."""
 
 import math
 
@@ -8,17 +9,11 @@ import torch
 from models import build_detector
 from models.detector_config import HeadConfig
 from models.loco import LoCoDetector, LoCoOutput
-from models.loco.cdp import WindowCrossAttention, sample_linear, window_sample_positions
 from models.loco.config import LCCConfig, LoCoEncoderConfig, LoCoPyramidConfig
 from models.loco.heads import assign_class_aware
-from models.loco.lcc import LocalityCorrespondence, lcc_loss, lcc_targets
-from models.loco.pyramid import CrossModalLayer
 from models.points import make_points
 from models.postprocessing import PostProcessingConfig, decode_candidates
 
-# sigma^2 = 1 / (2 ln 2): the Gaussian weight exp(-d^2 / (2 sigma^2)) = 2^(-d^2),
-# i.e. 1, 1/2, 1/16 for d = 0, 1, 2
-SIGMA = 1.0 / math.sqrt(2.0 * math.log(2.0))
 DIMS = {"audio": 6, "visual": 10}
 TINY = {
     "embed_dim": 16,
@@ -38,134 +33,6 @@ def _detector(**overrides: object) -> LoCoDetector:
 
 def _block_diag(*blocks: list[list[float]]) -> torch.Tensor:
     return torch.block_diag(*(torch.tensor(b) for b in blocks))
-
-
-def test_lcc_target_matrices_by_hand() -> None:
-    # three videos with 3, 2 and 1 valid snippets -> N = 6
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=torch.bool)
-    assert torch.equal(lcc_targets(mask, "diagonal"), torch.eye(6))
-    smoothed = _block_diag(
-        [[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.0, 0.1, 0.9]], [[0.9, 0.1], [0.1, 0.9]], [[1.0]]
-    )
-    assert torch.allclose(lcc_targets(mask, "smoothed", epsilon=0.1), smoothed)
-    # Gaussian rows: (1, 1/2, 1/16) / 25/16 = (16, 8, 1) / 25; (1/2, 1, 1/2) / 2; (1, 1/2) / 3/2
-    gaussian = _block_diag(
-        [[16 / 25, 8 / 25, 1 / 25], [0.25, 0.5, 0.25], [1 / 25, 8 / 25, 16 / 25]],
-        [[2 / 3, 1 / 3], [1 / 3, 2 / 3]],
-        [[1.0]],
-    )
-    assert torch.allclose(lcc_targets(mask, "fixed_gaussian", SIGMA), gaussian, atol=1e-6)
-    learnable = lcc_targets(mask, "learnable_gaussian", torch.tensor(SIGMA))
-    assert torch.allclose(learnable, gaussian, atol=1e-6)
-    with pytest.raises(ValueError, match="lcc_target must be one of"):
-        lcc_targets(mask, "uniform")
-
-
-def test_lcc_loss_against_hand_computed_value() -> None:
-    """Two videos of 3 snippets; audio = visual embeddings: video 0 (e1, e1, e2), video 1
-    (e2, e2, e1). Temperature 1/2: logits 2 for equal vectors, 0 otherwise, so each row's
-    softmax normaliser is Z = 3 e^2 + 3 (three e1 and three e2 columns in the batch).
-    Gaussian targets (sigma as above) rows (16, 8, 1)/25, (1/4, 1/2, 1/4), (1, 8, 16)/25.
-    KL row i = sum_j P log P + log Z - sum_j P_ij * logit_ij; the target mass on the
-    row's own vector (own video): rows 0, 1, 2 -> 24/25, 3/4, 16/25 in both videos.
-    Both directions are equal (symmetric logits)."""
-    e1, e2 = [1.0, 0.0], [0.0, 1.0]
-    embed = torch.tensor([[e1, e1, e2], [e2, e2, e1]])  # (B=2, T=3, D=2)
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    targets = lcc_targets(mask, "fixed_gaussian", SIGMA)
-    loss = lcc_loss(embed, 3.0 * embed, mask, targets, torch.tensor(0.5))  # scale: normalised
-    edge_row_entropy = (16 * math.log(16 / 25) + 8 * math.log(8 / 25) + math.log(1 / 25)) / 25
-    middle_row_entropy = 0.5 * math.log(0.25) + 0.5 * math.log(0.5)
-    mean_neg_entropy = (2 * edge_row_entropy + middle_row_entropy) / 3
-    own_mass = (24 / 25 + 3 / 4 + 16 / 25) / 3
-    expected = mean_neg_entropy + math.log(3 * math.e**2 + 3) - 2.0 * own_mass
-    assert loss.item() == pytest.approx(expected, abs=1e-5)
-    assert expected == pytest.approx(0.79297, abs=1e-4)
-    # padded snippets with arbitrary embeddings do not count
-    padded = torch.cat([embed, torch.randn(2, 2, 2)], dim=1)
-    padded_mask = torch.tensor([[1, 1, 1, 0, 0]] * 2, dtype=torch.bool)
-    again = lcc_loss(padded, padded, padded_mask, targets, torch.tensor(0.5))
-    assert again.item() == pytest.approx(expected, abs=1e-5)
-    # the module (projections aside) computes the same from its sigma and temperature
-    module = LocalityCorrespondence(4, "fixed_gaussian", sigma=SIGMA, temperature=0.5)
-    assert module(embed, embed, mask).item() == pytest.approx(expected, abs=1e-5)
-
-
-def test_learnable_sigma_and_temperature_receive_gradients() -> None:
-    torch.manual_seed(0)
-    module = LocalityCorrespondence(8, "learnable_gaussian", sigma=1.5, temperature=0.1)
-    audio, visual = torch.randn(2, 8, 6), torch.randn(2, 8, 6)
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    module(*module.embed(audio, visual), mask).backward()
-    for param in (module.log_sigma, module.log_temperature, module.audio_proj.weight):
-        assert param.grad is not None and torch.isfinite(param.grad).all()
-        assert param.grad.abs().sum() > 0
-    fixed = LocalityCorrespondence(8, "fixed_gaussian")
-    assert "log_sigma" not in dict(fixed.named_parameters())
-    assert "log_sigma" in dict(fixed.named_buffers())
-
-
-def test_sampling_positions_and_interpolation_by_hand() -> None:
-    # w = 4, scale 2, offset +1 (window widths): window 0 has centre 1.5 -> 1.5 + 4 = 5.5,
-    # width 8 -> bins centred at 5.5 + 2 * (-1.5, -0.5, 0.5, 1.5) = 2.5, 4.5, 6.5, 8.5;
-    # window 1: centre 5.5 + 4 = 9.5 -> 6.5, 8.5, 10.5, 12.5
-    scale, offset = torch.full((1, 1, 2), 2.0), torch.ones(1, 1, 2)
-    positions = window_sample_positions(scale, offset, 4)
-    assert positions.tolist() == [[[[2.5, 4.5, 6.5, 8.5], [6.5, 8.5, 10.5, 12.5]]]]
-    unit = window_sample_positions(torch.ones(1, 1, 2), torch.zeros(1, 1, 2), 4)
-    assert unit.flatten().tolist() == list(range(8))  # scale 1, offset 0: the base windows
-    # values 0..11 with 9 valid snippets (padded values zero): 8.5 mixes 8 with a zero
-    valid = torch.arange(12)[None, :] < 9
-    values = torch.arange(12.0) * valid[0]
-    table = torch.cat([values, torch.zeros(1)]).view(1, 13, 1, 1)  # (B, L + 1, H, F)
-    samples, sample_valid = sample_linear(table, valid, positions.flatten(2))
-    assert samples.flatten().tolist() == [2.5, 4.5, 6.5, 4.0, 6.5, 4.0, 0.0, 0.0]
-    assert sample_valid.flatten().tolist() == [True] * 6 + [False] * 2
-
-
-def _pair(length: int = 12, channels: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    torch.manual_seed(3)
-    return torch.randn(2, channels, length), torch.randn(2, channels, length)
-
-
-@pytest.mark.parametrize("shift", [0, 2])
-def test_cdp_at_unit_scale_zero_offset_equals_fixed_window(shift: int) -> None:
-    torch.manual_seed(0)
-    fixed = WindowCrossAttention(8, 2, 4, adaptive=False, shift=shift)
-    cdp = WindowCrossAttention(8, 2, 4, adaptive=True, shift=shift)
-    missing = cdp.load_state_dict(fixed.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["window_regressor.bias", "window_regressor.weight"]
-    query, context = _pair()
-    mask = torch.arange(12)[None, :] < torch.tensor([[12], [7]])
-    reference = fixed(query, context, mask)
-    assert torch.allclose(cdp(query, context, mask), reference, atol=1e-6)  # zero init
-    with torch.no_grad():
-        cdp.window_regressor.bias[2:] = 1.0  # offset +1 window for both heads
-    moved = cdp(query, context, mask)
-    if shift == 0:
-        # offset +1 at scale 1 (integer positions): window n reads exactly the context of
-        # window n + 1, i.e. the fixed windows over the context moved 4 snippets left
-        next_window = torch.cat([context[..., 4:], torch.zeros(2, 8, 4)], dim=-1)
-        expected = fixed(query, next_window, torch.ones(2, 12, dtype=torch.bool))
-        assert torch.allclose(moved[0, :, :8], expected[0, :, :8], atol=1e-5)  # video 0: valid
-    assert not torch.allclose(moved, reference, atol=1e-3)
-
-
-@pytest.mark.parametrize("variant", ["global", "fixed_window", "cdp"])
-def test_variants_run_and_ignore_padding(variant: str) -> None:
-    torch.manual_seed(0)
-    layer = CrossModalLayer(8, 2, variant, window_size=4, shift=2)
-    if variant == "cdp":
-        torch.nn.init.normal_(layer.attn.window_regressor.weight, std=0.5)  # non-trivial windows
-    query, context = _pair(length=9)
-    full = layer(query, context, torch.ones(2, 9, dtype=torch.bool))
-    assert full.shape == (2, 8, 9)
-    # the same 9 snippets padded to 16 with garbage: valid outputs unchanged, padding zero
-    garbage = torch.randn(2, 8, 7) * 50
-    padded_mask = torch.arange(16)[None, :].expand(2, -1) < 9
-    padded = layer(torch.cat([query, garbage], -1), torch.cat([context, garbage], -1), padded_mask)
-    assert torch.allclose(padded[..., :9], full, atol=1e-5)
-    assert torch.all(padded[..., 9:] == 0)
 
 
 def test_class_aware_targets_keep_overlapping_events_of_different_classes() -> None:
@@ -228,13 +95,15 @@ def test_loss_normaliser_counts_positive_point_class_pairs() -> None:
 
 def test_constructor_takes_config_groups_like_the_flat_config() -> None:
     torch.manual_seed(0)
-    flat = _detector(lcc_target="smoothed", shifted_windows=False)
+    flat = _detector(lcc_target="smoothed", pyramid_downsample="depthwise_conv")
     torch.manual_seed(0)
     grouped = LoCoDetector(
         input_dims=DIMS,
         num_classes=3,
         encoder=LoCoEncoderConfig(embed_dim=16, num_heads=2, local_window=5, path_drop=0.0),
-        pyramid=LoCoPyramidConfig(num_pyramid_blocks=3, cdp_window=4, shifted_windows=False),
+        pyramid=LoCoPyramidConfig(
+            num_pyramid_blocks=3, cdp_window=4, pyramid_downsample="depthwise_conv"
+        ),
         lcc=LCCConfig(lcc_target="smoothed"),
         head=HeadConfig(head_dim=16),
     )
@@ -244,8 +113,12 @@ def test_constructor_takes_config_groups_like_the_flat_config() -> None:
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="embed_dim must be even"):
         LoCoEncoderConfig(embed_dim=15)
-    with pytest.raises(ValueError, match="lcc_sigma and lcc_temperature must be > 0"):
+    with pytest.raises(ValueError, match="lcc_sigma must be > 0"):
         LCCConfig(lcc_sigma=0.0)
+    with pytest.raises(ValueError, match="pyramid_downsample must be one of"):
+        LoCoPyramidConfig(pyramid_downsample="stride")
+    with pytest.raises(ValueError, match="lcc_loss_form must be one of"):
+        LCCConfig(lcc_loss_form="infonce")
 
 
 def test_decoding_reads_the_candidate_class_offsets() -> None:
@@ -300,7 +173,33 @@ def test_detector_forward_loss_backward_predict() -> None:
         assert result["segments"].max() <= valid and result["labels"].max() < 3
 
 
-@pytest.mark.parametrize("variant", ["global", "fixed_window", "cdp"])
+def test_defaults_are_the_papers_settings() -> None:
+    detector = build_detector({"name": "loco", "input_dims": DIMS, "num_classes": 3})
+    assert detector.lcc_weight == 0.1  # Eq. (9): lambda
+    assert detector.loss_config.reg_loss == "giou" and detector.loss_config.loss_weight_reg == 1
+    assert detector.lcc.target == "learnable_gaussian" and detector.lcc.loss_form == "cross_entropy"
+    assert detector.strides == (1, 2, 4, 8, 16, 32)  # downsampling ratio 2, UniAV's 6 levels
+    cross = detector.pyramid.audio_layers[0][0]
+    assert cross.cross_attention == "cdp" and cross.attn.window_regressor is not None
+
+
+def test_without_lcc_there_are_no_lcc_parameters_and_the_loss_is_zero() -> None:
+    torch.manual_seed(0)
+    with_lcc, without = _detector(), _detector(lcc_weight=0.0)
+    extra = sum(p.numel() for p in with_lcc.parameters()) - sum(
+        p.numel() for p in without.parameters()
+    )
+    # two 1x1 projections 16 -> 8 (weights and biases), log sigma, log temperature
+    assert without.lcc is None and extra == 2 * (16 * 8 + 8) + 2
+    inputs = {m: torch.rand(1, 16, d) for m, d in DIMS.items()}
+    output = without(inputs, torch.ones(1, 16, dtype=torch.bool))
+    assert output.audio_embed is None
+    losses = without.loss(output, [torch.tensor([[1.5, 6.5]])], [torch.tensor([1])])
+    assert losses["lcc"].item() == 0.0
+    assert losses["loss"].item() == pytest.approx((losses["cls"] + losses["reg"]).item())
+
+
+@pytest.mark.parametrize("variant", ["none", "global", "fixed_window", "cdp"])
 def test_detector_outputs_do_not_depend_on_padding(variant: str) -> None:
     torch.manual_seed(0)
     detector = _detector(cross_attention=variant)
@@ -317,6 +216,8 @@ def test_detector_outputs_do_not_depend_on_padding(variant: str) -> None:
 def test_bad_configs_are_refused() -> None:
     with pytest.raises(ValueError, match="cross_attention must be one of"):
         _detector(cross_attention="dense")
+    with pytest.raises(ValueError, match="lcc_temperature in"):
+        _detector(lcc_temperature=1.0)
     with pytest.raises(ValueError, match="lcc_target must be one of"):
         _detector(lcc_target="uniform")
     with pytest.raises(ValueError, match="lack"):

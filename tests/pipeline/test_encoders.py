@@ -29,6 +29,7 @@ from pipeline.encoders import (
     build_audio_encoder,
     build_visual_encoder,
 )
+from pipeline.encoders.base import clips_to_pixels
 
 SAMPLE_RATE = 16000
 
@@ -550,6 +551,73 @@ def test_tiny_videomae_encoder(tmp_path):
         encoder.encode(random_clips(frames=3, size=32))
     rebuilt = build_visual_encoder({"name": "videomae", "model": str(tmp_path)}, device="cpu")
     assert_config_json_stable(encoder, rebuilt)
+
+
+def _save_videomae_classifier(folder, hidden_size: int, num_attention_heads: int):
+    """A tiny random fine-tuned VideoMAE (VideoMAE V2's form) with its image processor."""
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEImageProcessor
+
+    torch.manual_seed(0)
+    classifier = VideoMAEForVideoClassification(
+        VideoMAEConfig(
+            hidden_size=hidden_size,
+            num_hidden_layers=1,
+            num_attention_heads=num_attention_heads,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=16,
+            num_frames=4,
+            tubelet_size=2,
+            num_labels=3,
+            use_mean_pooling=True,
+        )
+    )
+    classifier.save_pretrained(folder)
+    VideoMAEImageProcessor(crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return classifier
+
+
+def test_videomae_v2_classifier_checkpoint(tmp_path):
+    """A VideoMAEForVideoClassification folder of ViT-g's width: 1408 read from its config, the
+    backbone's token mean then the classifier's fc_norm (VideoMAE V2's forward_features)."""
+    classifier = _save_videomae_classifier(tmp_path, hidden_size=1408, num_attention_heads=16)
+    encoder = build_visual_encoder({"name": "videomae", "model": str(tmp_path)}, device="cpu")
+    assert (encoder.dim, encoder.grid_dim, encoder.grid_shape) == (1408, 1408, (2, 2))
+    clips = random_clips(frames=4, size=32)
+    embeddings, grid = encoder.encode_with_grid(clips)
+    assert embeddings.shape == (3, 1408) and grid.shape == (3, 2, 2, 1408)
+    pixels = clips_to_pixels(clips, encoder.mean, encoder.std, torch.device("cpu"))
+    with torch.no_grad():
+        hidden = classifier.videomae(pixel_values=pixels).last_hidden_state  # (B, N, D)
+        expected = classifier.fc_norm(hidden.mean(dim=1)).numpy()
+    np.testing.assert_allclose(embeddings, expected, atol=1e-4)
+    np.testing.assert_allclose(encoder.encode(clips), embeddings, atol=1e-5)
+    config = encoder.config()
+    assert config["architecture"] == "VideoMAEForVideoClassification"
+    assert config["pooling"] == "mean of last hidden state, then fc_norm"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"model_type": "VideoMAEv2_Giant"}, "model_type 'VideoMAEv2_Giant', not 'videomae'"),
+        ({"num_hidden_layers": 2}, "weights of VideoMAEForVideoClassification are missing"),
+        ({"hidden_size": 32}, "its weights do not fit its config.json"),
+        (None, "has no config.json"),
+    ],
+)
+def test_unloadable_videomae_checkpoint_says_how_to_get_weights(tmp_path, change, problem):
+    _save_videomae_classifier(tmp_path, hidden_size=16, num_attention_heads=2)
+    config_path = tmp_path / "config.json"
+    if change is None:
+        config_path.unlink()
+    else:
+        config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **change}))
+    with pytest.raises(MissingWeightsError) as raised:
+        build_visual_encoder({"name": "videomae", "model": str(tmp_path)}, device="cpu")
+    message = str(raised.value)
+    assert f"VideoMAE model {str(tmp_path)!r}" in message and problem in message
+    assert "github.com/OpenGVLab/VideoMAEv2" in message and "save_pretrained" in message
 
 
 @pytest.mark.parametrize("enable_fusion", [False, True])

@@ -122,10 +122,10 @@ def test_annotations_are_mapped_and_cleaned(tmp_path: Path) -> None:
 
 def test_epic_npz_features_and_missing_key(tmp_path: Path) -> None:
     path, features = _thumos(tmp_path)
-    for video_id, rows in (
-        ("video_validation_1", 4),
-        ("video_validation_2", 3),
-        ("video_test_1", 5),
+    for video_id, rows in (  # 30 fps, 32-frame windows every 16 frames: 20 s, 12 s, 20 s
+        ("video_validation_1", 36),
+        ("video_validation_2", 21),
+        ("video_test_1", 36),
     ):
         np.savez(features / f"{video_id}.npz", feats=np.ones((rows, 2304), np.float32))
     epic = replace(RELEASES["epic_kitchens"], subset_map={"validation": "train", "test": "test"})
