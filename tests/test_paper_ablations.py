@@ -15,7 +15,7 @@ import torch
 from pipeline.config import load_config, run_config
 from pipeline.detection import evaluate, infer, table, train
 from pipeline.importers import unav100
-from tests.paper_configs import PAPERS, deep_merge, paper_config
+from tests.paper_configs import PAPERS, deep_merge, paper_config, shrink_runs
 from tests.test_paper_unav import RELEASES, fake_release
 
 pytestmark = pytest.mark.slow
@@ -43,9 +43,7 @@ def test_every_ablation_row_reaches_the_table(tmp_path):
     names = ["--dataset", "unav", "--encoder-set", "i3d_vggish"]
     assert unav100.main([*release, "--out", str(features), *names]) == 0
     rows_config = paper_config(*OVERLAYS, overrides={})
-    narrowed = {
-        name: {"model": {**run["model"], **NARROW}} for name, run in rows_config["runs"].items()
-    }
+    narrowed = shrink_runs(rows_config, **NARROW)["runs"]
     paths = {"annotations": str(annotations), "features_dir": str(tmp_path / "release")}
     dataset = {"import": paths}  # the data set config's paths pointed at the fakes
     config = load_config(
