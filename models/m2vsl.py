@@ -2,15 +2,15 @@
 
 Both take a snippet's visual patch grid ``(B, H', W', Dg)`` (``visual_grid`` of the feature
 store) and its audio embedding ``(B, Da)`` and return a localisation heatmap per frame. Both are
-weakly supervised: training sees only which sound goes with which frame, never a box or mask.
+weakly supervised: training sees which sound goes with which frame (and, for M2VSL's MMT, which
+event categories sound in the snippet), never a box or mask.
 
-- ``m2vsl``: Multi-scale Multi-instance Visual Sound Localization (arXiv 2409.00486). A pyramid
-  of the grid (pooled 1x, 2x, 4x by default) is aligned with the audio by a multiple-instance
-  contrastive loss per scale (MMC), and a transformer over the tokens of all scales plus an
-  audio token (MMT) outputs the heatmap. The paper's backbones, its segmentation decoder and
-  its AVSBench mask supervision are not reproduced: the features here are fixed, and the MMT
-  is trained with the same multiple-instance contrastive loss as the scales (a pair's score
-  is the max over its heatmap; the other sounds of the batch are the negatives).
+- ``m2vsl``: Multi-scale Multi-instance Visual Sound Localization (arXiv 2409.00486, Sec. 3). A
+  pyramid of the grid (pooled 1x, 2x, 4x by default) is aligned with the audio by one
+  multiple-instance contrastive loss over the bag of all scales' locations (MMC), and a
+  transformer over category tokens, the sound and the cells of all scales (MMT) draws one map
+  per category, trained from the snippets' labels. The paper's backbones, its segmentation
+  decoder and its AVSBench mask supervision are not reproduced: the features here are fixed.
 - ``similarity``: the plain audio-visual similarity map: cosine similarity between the
   projected audio and every cell of the finest grid, trained with the same MMC loss at one
   scale (EZ-VSL, arXiv 2203.09324, without its object-guided refinement).
@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from models.m2vsl_parts import (
     AudioEmbedding,
+    CategoryTransformer,
     GridPyramid,
-    MultiScaleTransformer,
+    bag_similarity,
     cosine_maps,
     mil_similarity,
     mmc_loss,
@@ -46,11 +47,16 @@ class SoundLocaliser(nn.Module):
         grid_dim: values per grid cell (``Dg``), from the feature store.
         audio_dim: audio embedding width (``Da``), from the feature store.
         grid_shape: ``(H', W')`` cells of the grid, from the feature store.
+        num_classes: event categories of the training labels (0: none); only localisers that
+            learn from labels use it.
     """
 
-    def __init__(self, *, grid_dim: int, audio_dim: int, grid_shape: Sequence[int]) -> None:
+    def __init__(
+        self, *, grid_dim: int, audio_dim: int, grid_shape: Sequence[int], num_classes: int = 0
+    ) -> None:
         super().__init__()
         self.grid_dim, self.audio_dim = int(grid_dim), int(audio_dim)
+        self.num_classes = int(num_classes)
         self.grid_shape = (int(grid_shape[0]), int(grid_shape[1]))
         self.register_buffer("grid_mean", torch.zeros(grid_dim))
         self.register_buffer("grid_std", torch.ones(grid_dim))
@@ -85,8 +91,13 @@ class SoundLocaliser(nn.Module):
         audio = (audio - self.audio_mean) / self.audio_std
         return grid.permute(0, 3, 1, 2), audio  # (B, Dg, H', W'), (B, Da)
 
-    def losses(self, grid: Tensor, audio: Tensor) -> dict[str, Tensor]:
-        """Training losses of a batch of matching (frame, sound) pairs; ``"loss"`` is the sum."""
+    def losses(
+        self, grid: Tensor, audio: Tensor, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Training losses of a batch of matching (frame, sound) pairs; ``"loss"`` is the sum.
+
+        ``labels`` (B, num_classes) multi-hot: the event categories sounding at each snippet
+        (weak, video-level labels); localisers that do not learn from labels ignore them."""
         raise NotImplementedError
 
     def cell_scores(self, grid: Tensor, audio: Tensor) -> Tensor:
@@ -113,10 +124,11 @@ SOUND_LOCALISERS = Registry(
     base=SoundLocaliser,
     contract="""Sound-source localiser contract.
 
-    Constructor: keyword-only; ``grid_dim``, ``audio_dim`` and ``grid_shape`` are derived from
-    the feature store by the caller, the rest comes from the config.
-    ``losses(grid: Tensor (B, H', W', Dg), audio: Tensor (B, Da)) -> dict[str, Tensor]`` with
-    a scalar ``"loss"`` (row b of the grid and of the audio come from the same snippet);
+    Constructor: keyword-only; ``grid_dim``, ``audio_dim``, ``grid_shape`` and ``num_classes``
+    are derived from the data by the caller, the rest comes from the config.
+    ``losses(grid: Tensor (B, H', W', Dg), audio: Tensor (B, Da), labels: Tensor (B, C) |
+    None) -> dict[str, Tensor]`` with a scalar ``"loss"`` (row b of the grid, the audio and the
+    labels come from the same snippet);
     ``cell_scores(grid, audio) -> Tensor (B, H', W')``; ``heatmap(grid, audio, frame_size=(W,
     H)) -> Tensor (B, H, W)``. Inputs are raw store values; the model normalises them with the
     statistics set by ``set_normalisation``.
@@ -132,6 +144,7 @@ class SimilarityMap(SoundLocaliser):
         grid_dim: values per grid cell (derived).
         audio_dim: audio embedding width (derived).
         grid_shape: ``(H', W')`` grid cells (derived).
+        num_classes: event categories (derived; unused: the baseline learns without labels).
         dim: width of the shared space.
         hidden: hidden width of the visual and audio MLPs.
         temperature: InfoNCE temperature of the MMC loss.
@@ -143,22 +156,27 @@ class SimilarityMap(SoundLocaliser):
         grid_dim: int,
         audio_dim: int,
         grid_shape: Sequence[int],
+        num_classes: int = 0,
         dim: int = 32,
         hidden: int = 64,
         temperature: float = 0.2,
     ) -> None:
-        super().__init__(grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=grid_shape)
+        super().__init__(
+            grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=grid_shape, num_classes=num_classes
+        )
         self.temperature = float(temperature)
         self.visual = GridPyramid(
             in_dim=grid_dim, dim=dim, hidden=hidden, grid_shape=grid_shape, pool_factors=(1,)
         )
         self.audio = AudioEmbedding(in_dim=audio_dim, hidden=hidden, dim=dim)
 
-    def losses(self, grid: Tensor, audio: Tensor) -> dict[str, Tensor]:
+    def losses(
+        self, grid: Tensor, audio: Tensor, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
         grid, audio = self.normalise(grid, audio)
         (visual_map,) = self.visual(grid)
         loss = mmc_loss(mil_similarity(visual_map, self.audio(audio)), self.temperature)
-        return {"mmc_0": loss, "loss": loss}
+        return {"mmc": loss, "loss": loss}
 
     def cell_scores(self, grid: Tensor, audio: Tensor) -> Tensor:
         grid, audio = self.normalise(grid, audio)
@@ -169,42 +187,56 @@ class SimilarityMap(SoundLocaliser):
         return torch.einsum("bdhw,bd->bhw", visual_unit, audio_unit)  # paired cosines
 
 
+MMC_BAGS = ("joint", "per_scale")
+MAP_FEATURES = ("input", "output")
+
+
 @SOUND_LOCALISERS.register("m2vsl")
 class M2VSL(SoundLocaliser):
-    """M2VSL: per-scale MMC alignment plus the MMT heatmap (arXiv 2409.00486).
+    """M2VSL: MMC alignment over one multi-scale bag, and the MMT's category maps
+    (arXiv 2409.00486, Sec. 3).
 
-    Training loss ``sum_s w_s L_MMC^s + mmt_weight L_MMT + consistency_weight L_cons``:
+    Training loss ``L_MMC + mmt_weight L_cls``:
 
-    - ``L_MMC^s``: the symmetric multiple-instance InfoNCE at scale ``s`` over all (frame,
-      sound) pairs of the batch (:func:`~models.m2vsl_parts.mmc_loss`).
-    - ``L_MMT``: the same loss on the MMT's heatmaps (a pair's similarity is the max over
-      its heatmap).
-    - ``L_cons``: KL divergence from the spatial softmax (temperature ``temperature``) of the
-      finest scale's cosine map, held fixed, to that of the MMT's map: it keeps the MMT's map
-      on the cells that the finest MMC grounds. Without it the MMT, which sees the context of
-      the coarser scales, matches sounds to frames through context and its max drifts off
-      the source (pointing accuracy fell to 0.2-0.5 on the demo set).
+    - ``L_MMC``: the symmetric InfoNCE of :func:`~models.m2vsl_parts.mmc_loss` over the batch's
+      (frame, sound) pairs, a pair's similarity being the best match of the sound anywhere in
+      the frame's bag of multi-scale features (:func:`~models.m2vsl_parts.bag_similarity`).
+      ``mmc_bag: per_scale`` is the ablation that takes one bag, and one loss, per scale
+      (weighted by ``scale_weights``).
+    - ``L_cls``: the MMT (:class:`~models.m2vsl_parts.CategoryTransformer`) turns C category
+      tokens, the sound and the frame's multi-scale cells into audio-visual category
+      embeddings ``c^av_k``. The map of category k is the cosine between ``c^av_k`` and each
+      cell of the finest scale, ``M_k(h, w)``; its logit is ``max_{h,w} M_k / class_temperature
+      + b_k`` (a category sounds in a frame when at least one location shows it: the
+      multiple-instance reading of the text), trained with binary cross-entropy against the
+      snippet's labels, the only supervision the text names ("video-level labels").
 
-    With ``mmt_detach`` the MMT's two losses train the MMT only. The heatmap of a snippet is
-    the MMT's map for its frame and its own sound.
+    Readings where the summary is silent, each with its switch: the cells the category maps
+    compare with are the MMT's inputs (``mmt_map_features: input``; ``output`` uses the cells
+    after self-attention, which carry the whole frame's context and may lose the location);
+    the heatmap of a snippet is the average of the category maps weighted by the categories'
+    probabilities ``sigmoid(logit_k)``. With ``mmt: false`` (the ablation without MMT) the
+    heatmap is the mean over scales of the sound's cosine maps, upsampled to the finest grid.
 
     Args:
         grid_dim: values per grid cell (derived).
         audio_dim: audio embedding width (derived).
         grid_shape: ``(H', W')`` grid cells (derived).
+        num_classes: event categories of the labels (derived; the MMT's category tokens).
         dim: width of the shared space and of the MMT tokens.
         hidden: hidden width of the visual and audio MLPs.
         pool_factors: pooling factor of each pyramid scale, finest (1) first.
-        scale_weights: weight of each scale's MMC loss (normalised to sum 1); equal if None.
-        temperature: InfoNCE temperature of the MMC and MMT losses.
+        mmc_bag: ``joint`` (one bag over all scales, the text) or ``per_scale``.
+        scale_weights: with ``per_scale``, each scale's loss weight (normalised to sum 1).
+        temperature: InfoNCE temperature of the MMC loss.
+        mmt: use the MMT (False: the ablation without it).
         mmt_depth: transformer layers of the MMT.
         mmt_heads: attention heads of the MMT.
         mmt_mlp_ratio: MMT feed-forward width as a multiple of ``dim``.
         mmt_dropout: dropout inside the MMT.
-        mmt_radius: how far (in finest cells) an MMT token attends across all scales.
-        mmt_weight: weight of ``L_MMT`` in the total loss.
-        consistency_weight: weight of ``L_cons`` in the total loss.
-        mmt_detach: keep the MMT's losses from training the pyramid and the audio MLP.
+        mmt_map_features: ``input`` or ``output`` cells for the category maps (see above).
+        mmt_weight: weight of ``L_cls`` in the total loss.
+        class_temperature: divides the category maps' maxima into logits.
     """
 
     def __init__(
@@ -213,21 +245,34 @@ class M2VSL(SoundLocaliser):
         grid_dim: int,
         audio_dim: int,
         grid_shape: Sequence[int],
+        num_classes: int = 0,
         dim: int = 32,
         hidden: int = 64,
         pool_factors: Sequence[int] = (1, 2, 4),
+        mmc_bag: str = "joint",
         scale_weights: Sequence[float] | None = None,
         temperature: float = 0.2,
+        mmt: bool = True,
         mmt_depth: int = 1,
         mmt_heads: int = 4,
         mmt_mlp_ratio: int = 2,
         mmt_dropout: float = 0.0,
-        mmt_radius: int = 1,
-        mmt_weight: float = 0.1,
-        consistency_weight: float = 1.0,
-        mmt_detach: bool = True,
+        mmt_map_features: str = "input",
+        mmt_weight: float = 1.0,
+        class_temperature: float = 0.1,
     ) -> None:
-        super().__init__(grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=grid_shape)
+        super().__init__(
+            grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=grid_shape, num_classes=num_classes
+        )
+        if mmc_bag not in MMC_BAGS:
+            raise ValueError(f"model key 'mmc_bag' must be one of {MMC_BAGS}, got {mmc_bag!r}")
+        if mmt_map_features not in MAP_FEATURES:
+            raise ValueError(
+                f"model key 'mmt_map_features' must be one of {MAP_FEATURES}, "
+                f"got {mmt_map_features!r}"
+            )
+        if scale_weights is not None and mmc_bag != "per_scale":
+            raise ValueError("model key 'scale_weights' needs mmc_bag: per_scale")
         if scale_weights is None:
             scale_weights = [1.0] * len(pool_factors)
         if len(scale_weights) != len(pool_factors) or min(scale_weights) < 0:
@@ -235,12 +280,19 @@ class M2VSL(SoundLocaliser):
                 f"model key 'scale_weights' needs one non-negative weight per scale "
                 f"({len(pool_factors)}), got {list(scale_weights)}"
             )
+        if mmt and self.num_classes < 1:
+            raise ValueError(
+                "M2VSL's MMT needs event categories (video-level labels) to train its category "
+                "tokens, and the data has none; set the model key 'mmt: false' to train MMC only"
+            )
         total = float(sum(scale_weights))
         self.scale_weights = [float(w) / total for w in scale_weights]
+        self.mmc_bag = mmc_bag
         self.temperature = float(temperature)
+        self.use_mmt = bool(mmt)
+        self.mmt_map_features = mmt_map_features
         self.mmt_weight = float(mmt_weight)
-        self.consistency_weight = float(consistency_weight)
-        self.mmt_detach = bool(mmt_detach)
+        self.class_temperature = float(class_temperature)
         self.visual = GridPyramid(
             in_dim=grid_dim,
             dim=dim,
@@ -249,15 +301,18 @@ class M2VSL(SoundLocaliser):
             pool_factors=pool_factors,
         )
         self.audio = AudioEmbedding(in_dim=audio_dim, hidden=hidden, dim=dim)
-        self.mmt = MultiScaleTransformer(
-            dim=dim,
-            grid_shapes=self.visual.shapes,
-            depth=mmt_depth,
-            heads=mmt_heads,
-            mlp_ratio=mmt_mlp_ratio,
-            dropout=mmt_dropout,
-            radius=mmt_radius,
-        )
+        if self.use_mmt:
+            self.mmt = CategoryTransformer(
+                dim=dim,
+                num_classes=self.num_classes,
+                grid_shapes=self.visual.shapes,
+                depth=mmt_depth,
+                heads=mmt_heads,
+                mlp_ratio=mmt_mlp_ratio,
+                dropout=mmt_dropout,
+            )
+            self.category_head = nn.Linear(dim, dim)
+            self.class_bias = nn.Parameter(torch.zeros(self.num_classes))
 
     def scale_maps(self, grid: Tensor, audio: Tensor) -> tuple[list[Tensor], Tensor]:
         """Per-scale visual maps (B, D, h_s, w_s) and audio embeddings (B, D) of raw inputs."""
@@ -270,42 +325,76 @@ class M2VSL(SoundLocaliser):
         index = torch.arange(grid.shape[0], device=grid.device)
         return [cosine_maps(m, embedded)[index, index] for m in maps]
 
-    def losses(self, grid: Tensor, audio: Tensor) -> dict[str, Tensor]:
-        maps, embedded = self.scale_maps(grid, audio)
-        losses = {
-            f"mmc_{scale}": mmc_loss(mil_similarity(m, embedded), self.temperature)
-            for scale, m in enumerate(maps)
-        }
-        if self.mmt_detach:  # the MMT learns on the features without reshaping them
-            pair_maps = self.mmt([m.detach() for m in maps], embedded.detach())
+    def category_maps(self, maps: Sequence[Tensor], embedded: Tensor) -> tuple[Tensor, Tensor]:
+        """The MMT's category maps (B, C, H', W') on the finest grid and their logits (B, C)."""
+        categories, cells = self.mmt(maps, embedded)  # (B, C, D), (B, L, D)
+        rows, cols = self.visual.shapes[0]
+        if self.mmt_map_features == "input":
+            finest = maps[0].flatten(2).transpose(1, 2)  # (B, H'W', D)
         else:
-            pair_maps = self.mmt(maps, embedded)  # (B, B, H', W'): every frame, every sound
-        losses["mmt"] = mmc_loss(pair_maps.flatten(2).max(dim=2).values, self.temperature)
-        index = torch.arange(grid.shape[0], device=grid.device)
-        teacher = cosine_maps(maps[0], embedded)[index, index].detach().flatten(1)  # (B, H'W')
-        student = pair_maps[index, index].flatten(1)  # (B, H' W')
-        losses["consistency"] = F.kl_div(
-            F.log_softmax(student / self.temperature, dim=1),
-            F.log_softmax(teacher / self.temperature, dim=1),
-            log_target=True,
-            reduction="batchmean",
-        )
-        mmc = sum(w * losses[f"mmc_{s}"] for s, w in enumerate(self.scale_weights))
-        losses["loss"] = (
-            mmc + self.mmt_weight * losses["mmt"] + self.consistency_weight * losses["consistency"]
-        )
+            finest = cells[:, : rows * cols]
+        category_unit = F.normalize(self.category_head(categories), dim=-1)
+        category_maps = torch.einsum(
+            "bcd,bld->bcl", category_unit, F.normalize(finest, dim=-1)
+        )  # (B, C, H'W')
+        logits = category_maps.max(dim=2).values / self.class_temperature + self.class_bias
+        return category_maps.unflatten(2, (rows, cols)), logits
+
+    def losses(
+        self, grid: Tensor, audio: Tensor, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        maps, embedded = self.scale_maps(grid, audio)
+        if self.mmc_bag == "joint":
+            losses = {"mmc": mmc_loss(bag_similarity(maps, embedded), self.temperature)}
+        else:
+            losses = {
+                f"mmc_{scale}": mmc_loss(mil_similarity(m, embedded), self.temperature)
+                for scale, m in enumerate(maps)
+            }
+            losses["mmc"] = sum(w * losses[f"mmc_{s}"] for s, w in enumerate(self.scale_weights))
+        losses["loss"] = losses["mmc"]
+        if self.use_mmt:
+            if labels is None:
+                raise ValueError("M2VSL's MMT is trained with the snippets' labels; pass them")
+            _, logits = self.category_maps(maps, embedded)
+            losses["cls"] = F.binary_cross_entropy_with_logits(logits, labels.to(logits))
+            losses["loss"] = losses["loss"] + self.mmt_weight * losses["cls"]
         return losses
 
     def cell_scores(self, grid: Tensor, audio: Tensor) -> Tensor:
         maps, embedded = self.scale_maps(grid, audio)
-        index = torch.arange(grid.shape[0], device=grid.device)
-        return self.mmt(maps, embedded)[index, index]  # (B, H', W'), each frame's own sound
+        if not self.use_mmt:
+            index = torch.arange(grid.shape[0], device=grid.device)
+            finest = self.visual.shapes[0]
+            upsampled = [
+                F.interpolate(
+                    cosine_maps(m, embedded)[index, index][:, None],
+                    size=finest,
+                    mode="bilinear",
+                    align_corners=False,
+                )[:, 0]
+                for m in maps
+            ]
+            return torch.stack(upsampled).mean(dim=0)  # (B, H', W')
+        category_maps, logits = self.category_maps(maps, embedded)
+        weights = torch.sigmoid(logits)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.einsum("bc,bchw->bhw", weights, category_maps)
 
 
 def build_localiser(
-    cfg: Mapping[str, Any], *, grid_dim: int, audio_dim: int, grid_shape: Sequence[int]
+    cfg: Mapping[str, Any],
+    *,
+    grid_dim: int,
+    audio_dim: int,
+    grid_shape: Sequence[int],
+    num_classes: int = 0,
 ) -> SoundLocaliser:
     """Build a registered localiser from ``{"name": ..., **kwargs}`` and the data's sizes."""
     return SOUND_LOCALISERS.build(
-        cfg, grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=list(grid_shape)
+        cfg,
+        grid_dim=grid_dim,
+        audio_dim=audio_dim,
+        grid_shape=list(grid_shape),
+        num_classes=num_classes,
     )

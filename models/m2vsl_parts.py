@@ -150,158 +150,109 @@ def mmc_loss(similarity: Tensor, temperature: float) -> Tensor:
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
 
-def cell_regions(grid_shapes: Sequence[Sequence[int]]) -> Tensor:
-    """(L, 4) regions ``[top, left, bottom, right]`` in frame fractions of every token of every
-    scale (row-major within a scale, scales in order)."""
-    regions = []
-    for rows, cols in grid_shapes:
-        top = torch.arange(rows, dtype=torch.float64)[:, None].expand(rows, cols) / rows
-        left = torch.arange(cols, dtype=torch.float64)[None, :].expand(rows, cols) / cols
-        regions.append(
-            torch.stack([top, left, top + 1 / rows, left + 1 / cols], dim=-1).reshape(-1, 4)
-        )
-    return torch.cat(regions)  # (L, 4)
+def bag_similarity(scale_maps: Sequence[Tensor], audio: Tensor) -> Tensor:
+    """Multiple-instance similarity over one bag holding every location of every scale.
 
-
-def local_attention_mask(grid_shapes: Sequence[Sequence[int]], radius: int) -> Tensor:
-    """(L, L) bool: token i may attend to token j when j's region overlaps i's region grown
-    by ``radius`` cells of the finest grid (``radius`` 1: the 3x3 neighbourhood, the cells
-    above it in the coarser scales and the coarse cells next to them)."""
-    regions = cell_regions(grid_shapes)
-    rows, cols = grid_shapes[0]
-    margin = torch.tensor([-radius / rows, -radius / cols, radius / rows, radius / cols])
-    grown = regions + margin.to(regions)
-    eps = 1e-9
-    overlap_rows = (grown[:, None, 0] < regions[None, :, 2] - eps) & (
-        regions[None, :, 0] < grown[:, None, 2] - eps
-    )
-    overlap_cols = (grown[:, None, 1] < regions[None, :, 3] - eps) & (
-        regions[None, :, 1] < grown[:, None, 3] - eps
-    )
-    return overlap_rows & overlap_cols  # (L, L)
-
-
-class MMTLayer(nn.Module):
-    """One pre-norm transformer layer over the visual tokens of all scales and the audio tokens.
-
-    Visual tokens attend to the visual tokens that ``attention_mask`` allows; the audio token
-    attends to itself only, so that a frame's tokens never depend on the sound they are
-    compared with (a frame-dependent sound lets the contrastive objective match snippets
-    without grounding them) and all B x B pairs of a batch cost B visual sequences.
+    ``sim(i, j) = max_s max_{h,w} cos(v_i^s[:, h, w], a_j)``: M2VSL's MMC aligns the sound with
+    "at least one location in a bag of multi-scale visual features" (arXiv 2409.00486, Sec. 3),
+    so the scales share one max rather than each scale taking its own.
 
     Args:
-        dim: token width.
-        heads: attention heads (must divide ``dim``).
-        mlp_ratio: feed-forward width as a multiple of ``dim``.
-        dropout: dropout on the residual branches.
+        scale_maps: per scale (Bv, D, h_s, w_s) visual features.
+        audio: (Ba, D) audio embeddings.
+
+    Returns:
+        (Bv, Ba) similarities in [-1, 1].
     """
-
-    def __init__(self, *, dim: int, heads: int, mlp_ratio: int, dropout: float) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"model key 'mmt_heads' ({heads}) must divide 'dim' ({dim})")
-        self.heads = heads
-        self.norm_attention = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-        self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
-        )
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(
-        self, visual: Tensor, audio: Tensor, attention_mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """``visual`` (Bv, L, D), ``audio`` (Ba, D), ``attention_mask`` (L, L) bool -> updated
-        ``visual`` and ``audio``."""
-        query, key, value = (
-            part.unflatten(-1, (self.heads, -1))  # (Bv, L, H, d)
-            for part in self.qkv(self.norm_attention(visual)).chunk(3, dim=-1)
-        )
-        scores = torch.einsum("vqhd,vkhd->vhqk", query, key) * query.shape[-1] ** -0.5
-        scores = scores.masked_fill(~attention_mask, float("-inf"))  # (Bv, H, L, L)
-        attended = torch.einsum("vhqk,vkhd->vqhd", scores.softmax(dim=-1), value)  # (Bv,L,H,d)
-        visual = visual + self.dropout(self.out(attended.flatten(2)))
-        own_value = self.qkv(self.norm_attention(audio)).chunk(3, dim=-1)[2]  # (Ba, D)
-        audio = audio + self.dropout(self.out(own_value))  # attention to itself only
-        visual = visual + self.dropout(self.mlp(self.norm_mlp(visual)))
-        audio = audio + self.dropout(self.mlp(self.norm_mlp(audio)))
-        return visual, audio
+    per_scale = torch.stack([mil_similarity(m, audio) for m in scale_maps])  # (S, Bv, Ba)
+    return per_scale.max(dim=0).values
 
 
-class MultiScaleTransformer(nn.Module):
+def scale_tokens(scale_maps: Sequence[Tensor]) -> Tensor:
+    """(B, sum_s h_s w_s, D): the cells of every scale as tokens, scales in order, row-major."""
+    return torch.cat([m.flatten(2).transpose(1, 2) for m in scale_maps], dim=1)
+
+
+class CategoryTransformer(nn.Module):
     """M2VSL's multi-scale multi-instance transformer (MMT, arXiv 2409.00486, Sec. 3).
 
-    Every cell of every scale becomes a token (its feature, a learned position embedding per
-    scale and a scale embedding); the sound is one more token. :class:`MMTLayer` layers let
-    each visual token aggregate the tokens of all scales around it (within ``radius`` finest
-    cells: a local mask keeps the heatmap grounded). The heatmap of a (frame, sound) pair is
-    the cosine similarity between each output token of the finest scale and the output audio
-    token, both through a linear head.
+    Reading of the text: the MMT "processes the categorical token embeddings" ``{c_i}_{i=1..C}``
+    together with the audio and the multi-scale visual features with self-attention ``phi``.
+    Here the sequence of one (frame, sound) pair is ``[c_1 .. c_C; a; v^1 .. v^S]``: C learned
+    category tokens, the sound's token and every cell of every scale (a learned position
+    embedding per cell and an embedding per scale); ``phi`` is ``depth`` standard pre-norm
+    transformer layers in which every token attends to every other (the sound to the frame and
+    the frame to the sound: the aggregation is cross-modal). Its outputs ``c^av_i`` are
+    audio-visual category embeddings; the caller classifies them (video-level labels) and
+    compares them with the cells to draw one map per category.
 
     Args:
         dim: token width (the shared space's width).
+        num_classes: number of category tokens ``C``.
         grid_shapes: ``(h_s, w_s)`` of each scale, finest first.
         depth: transformer layers.
         heads: attention heads (must divide ``dim``).
         mlp_ratio: feed-forward width as a multiple of ``dim``.
         dropout: dropout inside the transformer.
-        radius: attention reach in finest cells (a value >= the grid size is global).
     """
 
     def __init__(
         self,
         *,
         dim: int,
+        num_classes: int,
         grid_shapes: Sequence[Sequence[int]],
         depth: int,
         heads: int,
         mlp_ratio: int,
         dropout: float,
-        radius: int,
     ) -> None:
         super().__init__()
+        if dim % heads:
+            raise ValueError(f"model key 'mmt_heads' ({heads}) must divide 'dim' ({dim})")
+        self.num_classes = int(num_classes)
         self.grid_shapes = [(int(h), int(w)) for h, w in grid_shapes]
-        self.register_buffer(
-            "attention_mask", local_attention_mask(self.grid_shapes, radius), persistent=False
+        num_cells = sum(h * w for h, w in self.grid_shapes)
+        self.categories = nn.Parameter(torch.randn(self.num_classes, dim) * 0.02)
+        self.positions = nn.Parameter(torch.randn(num_cells, dim) * 0.02)
+        scale_of_cell = torch.cat(
+            [torch.full((h * w,), s) for s, (h, w) in enumerate(self.grid_shapes)]
         )
+        self.register_buffer("scale_of_cell", scale_of_cell, persistent=False)
+        # One embedding per scale, and one more for the audio token.
+        self.type_embedding = nn.Parameter(torch.randn(len(self.grid_shapes) + 1, dim) * 0.02)
         self.visual_proj = nn.Linear(dim, dim)
         self.audio_proj = nn.Linear(dim, dim)
-        self.positions = nn.ParameterList(
-            nn.Parameter(torch.randn(h * w, dim) * 0.02) for h, w in self.grid_shapes
-        )
-        self.scale_embedding = nn.Parameter(torch.randn(len(self.grid_shapes) + 1, dim) * 0.02)
-        self.layers = nn.ModuleList(
-            MMTLayer(dim=dim, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
-            for _ in range(depth)
+        self.phi = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(
+                d_model=dim,
+                nhead=heads,
+                dim_feedforward=mlp_ratio * dim,
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            ),
+            num_layers=depth,
+            enable_nested_tensor=False,
         )
         self.norm = nn.LayerNorm(dim)
-        self.visual_head = nn.Linear(dim, dim)
-        self.audio_head = nn.Linear(dim, dim)
 
-    def forward(self, scale_maps: Sequence[Tensor], audio: Tensor) -> Tensor:
-        """Heatmaps on the finest grid for every (frame, sound) pair.
+    def forward(self, scale_maps: Sequence[Tensor], audio: Tensor) -> tuple[Tensor, Tensor]:
+        """Update the tokens of each (frame, sound) pair; row b of both inputs is one pair.
 
         Args:
-            scale_maps: per scale (Bv, D, h_s, w_s) visual features of Bv frames.
-            audio: (Ba, D) sounds.
+            scale_maps: per scale (B, D, h_s, w_s) visual features.
+            audio: (B, D) sound embeddings.
 
         Returns:
-            (Bv, Ba, h_0, w_0) cosine similarities in [-1, 1].
+            ``(categories, cells)``: (B, C, D) audio-visual category embeddings ``c^av`` and
+            (B, sum_s h_s w_s, D) the updated cell tokens, both layer-normalised.
         """
-        tokens = []
-        for scale, visual_map in enumerate(scale_maps):
-            cells = visual_map.flatten(2).transpose(1, 2)  # (Bv, L_s, D)
-            tokens.append(
-                self.visual_proj(cells) + self.positions[scale] + self.scale_embedding[scale]
-            )
-        visual = torch.cat(tokens, dim=1)  # (Bv, sum L_s, D)
-        sound = self.audio_proj(audio) + self.scale_embedding[-1]  # (Ba, D)
-        for layer in self.layers:
-            visual, sound = layer(visual, sound, self.attention_mask)
-        rows, cols = self.grid_shapes[0]
-        finest = F.normalize(self.visual_head(self.norm(visual[:, : rows * cols])), dim=-1)
-        sound = F.normalize(self.audio_head(self.norm(sound)), dim=-1)
-        maps = torch.einsum("vld,ad->val", finest, sound)  # (Bv, Ba, h0 * w0)
-        return maps.unflatten(2, (rows, cols))  # (Bv, Ba, h0, w0)
+        cells = self.visual_proj(scale_tokens(scale_maps))  # (B, L, D)
+        cells = cells + self.positions + self.type_embedding[self.scale_of_cell]
+        sound = self.audio_proj(audio) + self.type_embedding[-1]  # (B, D)
+        categories = self.categories.expand(audio.shape[0], -1, -1)  # (B, C, D)
+        tokens = torch.cat([categories, sound[:, None], cells], dim=1)  # (B, C + 1 + L, D)
+        tokens = self.norm(self.phi(tokens))
+        return tokens[:, : self.num_classes], tokens[:, self.num_classes + 1 :]

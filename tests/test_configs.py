@@ -29,7 +29,7 @@ def _merged(extra: Path) -> dict:
 
 def test_there_are_extra_configs():
     names = {path.name for path in EXTRA_CONFIGS}
-    assert {"mravff_ablations.yaml", "loco_table2.yaml", "loco_table3.yaml", "m2vsl.yaml",
+    assert {"mravff_ablations.yaml", "loco_table2.yaml", "loco_table3.yaml", "m2vsl_ablations.yaml",
             "avbt_table2.yaml", "avbt_table3.yaml", "avbt_table4.yaml", "avbt_table5.yaml",
             "tacma_fig6.yaml", "ave_videos.yaml", "ave_released.yaml"} <= names  # fmt: skip
 
@@ -67,9 +67,14 @@ def test_every_localiser_builds_and_trains_a_step(extra: Path):
     torch.manual_seed(0)
     for name, run in config["spatial"]["runs"].items():
         model = build_localiser(
-            {"name": run["method"], **run["model"]}, grid_dim=5, audio_dim=6, grid_shape=(8, 8)
+            {"name": run["method"], **run["model"]},
+            grid_dim=5,
+            audio_dim=6,
+            grid_shape=(8, 8),
+            num_classes=3,
         )
-        losses = model.losses(torch.randn(4, 8, 8, 5), torch.randn(4, 6))
+        labels = torch.eye(3)[torch.tensor([0, 1, 2, 0])]
+        losses = model.losses(torch.randn(4, 8, 8, 5), torch.randn(4, 6), labels)
         losses["loss"].backward()
         assert torch.isfinite(losses["loss"]), name
 

@@ -14,7 +14,7 @@ from typing import Any
 from models.m2vsl import SoundLocaliser, build_localiser
 from pipeline.runtime import load_checkpoint, save_checkpoint
 
-CHECKPOINT_FORMAT = "spatial-localiser-v1"
+CHECKPOINT_FORMAT = "spatial-localiser-v2"  # v2: num_classes (M2VSL category tokens)
 
 
 def save_localiser(
@@ -41,6 +41,7 @@ def save_localiser(
                 "grid_dim": model.grid_dim,
                 "audio_dim": model.audio_dim,
                 "grid_shape": list(model.grid_shape),
+                "num_classes": model.num_classes,
             },
             "frame_size": list(frame_size),
             "state_dict": model.state_dict(),
@@ -53,7 +54,9 @@ def load_localiser(path: str | Path) -> tuple[SoundLocaliser, dict[str, Any]]:
     payload = load_checkpoint(path)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
-            f"{path} is not a sound-localiser checkpoint; train it with pipeline.spatial.train"
+            f"{path} is not a sound-localiser checkpoint of this version "
+            f"({payload.get('format')!r}, expected {CHECKPOINT_FORMAT!r}); train it again with "
+            "pipeline.spatial.train"
         )
     cfg = payload["train_config"]
     model = build_localiser({"name": cfg["method"], **cfg["model"]}, **payload["derived"])

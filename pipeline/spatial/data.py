@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.annotations import parse_annotations
 from pipeline.decode import frame_indices
 from pipeline.io import read_json
 from pipeline.store import StoreError, StoreInfo, read_store
@@ -41,6 +42,9 @@ class SpatialSnippets:
         video_fps: frame rate of the videos (the same for all).
         frame_size: ``(width, height)`` of the video frames.
         sources: video id -> the video file the store was extracted from.
+        labels: (N, C) float32 multi-hot: the event categories sounding at each grid frame's
+            time (the weak, video-level labels; no box).
+        classes: the C category names, ``classes[c]`` for column c of ``labels``.
     """
 
     grids: np.ndarray
@@ -52,6 +56,8 @@ class SpatialSnippets:
     video_fps: float
     frame_size: tuple[int, int]
     sources: dict[str, str]
+    labels: np.ndarray
+    classes: tuple[str, ...]
 
     def __len__(self) -> int:
         return int(self.grids.shape[0])
@@ -68,6 +74,8 @@ class SpatialSnippets:
             video_fps=self.video_fps,
             frame_size=self.frame_size,
             sources=self.sources,
+            labels=self.labels[rows],
+            classes=self.classes,
         )
 
 
@@ -143,35 +151,43 @@ def load_split(index_path: str | Path, annotations_path: str | Path, split: str)
         rows.append(np.arange(features.num_snippets))
         sources[vid] = features.info.video_path or ""
     frame_index = np.concatenate(columns["frame"])
+    video_ids = np.asarray(ids)
+    frame_time_s = frame_index / video_fps
+    classes = parse_annotations(annotations, source=str(annotations_path)).labels
     return SpatialSnippets(
         grids=np.concatenate(columns["grid"]).astype(np.float32),
         audio=np.concatenate(columns["audio"]).astype(np.float32),
-        video_ids=np.asarray(ids),
+        video_ids=video_ids,
         snippet_index=np.concatenate(rows),
         frame_index=frame_index,
-        frame_time_s=frame_index / video_fps,
+        frame_time_s=frame_time_s,
         video_fps=float(video_fps),
         frame_size=frame_size,
         sources=sources,
+        labels=frame_labels(video_ids, frame_time_s, annotations, len(classes)),
+        classes=classes,
     )
 
 
-def event_snippets(snippets: SpatialSnippets, annotations: dict[str, Any]) -> np.ndarray:
-    """(N,) bool: the grid frame's time lies in a labelled audio-visual event of its video.
-
-    Temporal labels only (the weak supervision of the UnAV-style annotations); no box is read.
-    """
+def frame_labels(
+    video_ids: np.ndarray, times_s: np.ndarray, annotations: dict[str, Any], num_classes: int
+) -> np.ndarray:
+    """(N, C) float32 multi-hot: the categories of the labelled events of each row's video that
+    contain its time (segments half-open). Temporal labels only; no box is read."""
     database = annotations["database"]
-    keep = np.zeros(len(snippets), dtype=bool)
-    for row, (vid, time_s) in enumerate(
-        zip(snippets.video_ids, snippets.frame_time_s, strict=True)
-    ):
+    labels = np.zeros((len(video_ids), num_classes), dtype=np.float32)
+    for row, (vid, time_s) in enumerate(zip(video_ids, times_s, strict=True)):
         for event in database[vid]["annotations"]:
             start, end = event["segment"]
             if start <= time_s < end:
-                keep[row] = True
-                break
-    return keep
+                labels[row, int(event["label_id"])] = 1.0
+    return labels
+
+
+def event_snippets(snippets: SpatialSnippets) -> np.ndarray:
+    """(N,) bool: the grid frame's time lies in a labelled audio-visual event of its video
+    (the weak supervision of the UnAV-style annotations)."""
+    return snippets.labels.any(axis=1)
 
 
 def load_boxes(path: str | Path) -> dict[str, Any]:
@@ -218,17 +234,29 @@ def boxes_mask(boxes: list[list[int]], width: int, height: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EvaluationFrames:
-    """The evaluated frames of a split: rows of its snippets, masks and distractor boxes.
+    """The evaluated frames of a split: the ground truth every metric reads.
+
+    Synthetic data sets build it from ``boxes.json`` (:func:`evaluation_frames`); the importers
+    of the field's benchmarks build it from their releases' boxes or masks.
 
     Attributes:
-        rows: (M,) rows into the split's snippets whose grid frame has a sounding object.
-        masks: (M, height, width) bool ground truth (union of the sounding objects' boxes).
+        rows: (M,) rows into the split's snippets whose frame shows a sounding source.
+        masks: (M, height, width) float32 ground truth in [0, 1] at the frame size: 1 on the
+            sounding source (the union of the sounding objects' boxes, or a release's mask);
+            fractional values where a release gives a soft map (Flickr-SoundNet's annotator
+            agreement: 0.5 where one of two annotators marked the pixel).
+        sounding_boxes: per evaluated frame, the sounding sources' pixel boxes
+            ``[x0, y0, x1, y1]`` (x1, y1 exclusive); empty where the release gives masks only.
         silent_boxes: per evaluated frame, the boxes of visible objects that do not sound.
+        negative_rows: (K,) rows of frames whose sound has no visible source (silent or
+            off-screen): the negatives of SLAVC's AP and max-F1.
     """
 
     rows: np.ndarray
     masks: np.ndarray
+    sounding_boxes: list[list[list[int]]]
     silent_boxes: list[list[list[int]]]
+    negative_rows: np.ndarray
 
     @property
     def has_silent(self) -> np.ndarray:
@@ -237,7 +265,9 @@ class EvaluationFrames:
 
 
 def evaluation_frames(snippets: SpatialSnippets, boxes: dict[str, Any]) -> EvaluationFrames:
-    """Select the snippets whose grid frame shows at least one sounding object.
+    """The ground truth of a synthetic split: frames whose grid frame shows a sounding object
+    are evaluated (GT: the union of the sounding objects' boxes); the others (nothing sounds,
+    or what sounds is out of view) are the negatives.
 
     Raises:
         ValueError: a video is missing from ``boxes.json`` or the geometry disagrees.
@@ -249,18 +279,23 @@ def evaluation_frames(snippets: SpatialSnippets, boxes: dict[str, Any]) -> Evalu
             f"{snippets.frame_size[0]}x{snippets.frame_size[1]} at {snippets.video_fps} fps; "
             "pass the boxes of the data set that was extracted"
         )
-    rows, masks, silent_boxes = [], [], []
+    rows, masks, sounding_boxes, silent_boxes, negatives = [], [], [], [], []
     for row, (vid, frame) in enumerate(zip(snippets.video_ids, snippets.frame_index, strict=True)):
         if vid not in boxes["videos"]:
             raise ValueError(f"video {vid} has no entry in boxes.json; use the matching boxes")
         sounding, silent = frame_objects(boxes["videos"][vid], int(frame), fps)
         if sounding:
             rows.append(row)
-            masks.append(boxes_mask(sounding, width, height))
+            masks.append(boxes_mask(sounding, width, height).astype(np.float32))
+            sounding_boxes.append(sounding)
             silent_boxes.append(silent)
-    empty = np.zeros((0, height, width), dtype=bool)
+        else:
+            negatives.append(row)
+    empty = np.zeros((0, height, width), dtype=np.float32)
     return EvaluationFrames(
         rows=np.asarray(rows, dtype=np.int64),
         masks=np.stack(masks) if masks else empty,
+        sounding_boxes=sounding_boxes,
         silent_boxes=silent_boxes,
+        negative_rows=np.asarray(negatives, dtype=np.int64),
     )

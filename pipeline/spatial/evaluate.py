@@ -116,13 +116,12 @@ def score_heatmaps(
     boxes: dict[str, Any],
 ) -> list[dict[str, float]]:
     """Per-frame scores of heatmaps (M, height, width) of the evaluated frames."""
-    fps = float(boxes["fps"])
-    per_frame = []
-    for i, row in enumerate(frames.rows):
-        objects = boxes["videos"][snippets.video_ids[row]]
-        sounding, silent = frame_objects(objects, int(snippets.frame_index[row]), fps)
-        per_frame.append(frame_scores(heatmaps[i], frames.masks[i], sounding, silent))
-    return per_frame
+    return [
+        frame_scores(heatmaps[i], frames.masks[i] > 0.5, sounding, silent)
+        for i, (sounding, silent) in enumerate(
+            zip(frames.sounding_boxes, frames.silent_boxes, strict=True)
+        )
+    ]
 
 
 def evaluate_localiser(
@@ -134,9 +133,9 @@ def evaluate_localiser(
         raise ValueError("no snippet of the split shows a sounding object on its grid frame")
     heatmaps, seconds = predict_heatmaps(model, snippets, frames.rows, batch_size)
     per_frame = score_heatmaps(heatmaps, frames, snippets, boxes)
-    curves = [f_score_curve(h, m) for h, m in zip(heatmaps, frames.masks, strict=True)]
+    curves = [f_score_curve(h, m > 0.5) for h, m in zip(heatmaps, frames.masks, strict=True)]
     oracle = grid_oracle_heatmaps(frames.masks, model.grid_shape)
-    oracle_curves = [f_score_curve(h, m) for h, m in zip(oracle, frames.masks, strict=True)]
+    oracle_curves = [f_score_curve(h, m > 0.5) for h, m in zip(oracle, frames.masks, strict=True)]
     has_silent = frames.has_silent
     metrics: dict[str, Any] = {
         "num_snippets": len(snippets),

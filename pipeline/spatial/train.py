@@ -101,6 +101,7 @@ def build_for_data(cfg: SpatialTrainConfig, snippets: SpatialSnippets) -> SoundL
         grid_dim=grid_dim,
         audio_dim=snippets.audio.shape[1],
         grid_shape=(rows, cols),
+        num_classes=snippets.labels.shape[1],
     )
 
 
@@ -114,6 +115,7 @@ def train_localiser(
     model = build_for_data(cfg, train)
     grids = torch.from_numpy(train.grids)
     audio = torch.from_numpy(train.audio)
+    labels = torch.from_numpy(train.labels)
     model.set_normalisation(
         grids.flatten(0, 2).mean(0), grids.flatten(0, 2).std(0), audio.mean(0), audio.std(0)
     )
@@ -134,7 +136,7 @@ def train_localiser(
         sums: dict[str, float] = {}
         for step in range(steps_per_epoch):
             rows = order[step * batch_size : (step + 1) * batch_size]
-            losses = model.losses(grids[rows], audio[rows])
+            losses = model.losses(grids[rows], audio[rows], labels[rows])
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
@@ -165,7 +167,7 @@ def run_training(
     boxes = load_boxes(boxes_path)
     train = load_split(index_path, annotations_path, "train")
     if cfg.train_snippets == "events":
-        train = train.subset(event_snippets(train, annotations))
+        train = train.subset(event_snippets(train))
     log.info("training %s on %d snippets", cfg.method, len(train))
     started, cpu_started = time.perf_counter(), time.process_time()
     model, history = train_localiser(cfg, train)

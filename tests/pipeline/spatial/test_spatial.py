@@ -213,8 +213,10 @@ def test_evaluation_frames_follow_the_boxes(tiny: dict[str, Path]) -> None:
         objects = boxes["videos"][snippets.video_ids[row]]
         sounding, silent = frame_objects(objects, int(snippets.frame_index[row]), 10.0)
         assert np.array_equal(frames.masks[i], boxes_mask(sounding, 64, 48))
+        assert frames.sounding_boxes[i] == sounding
         assert frames.silent_boxes[i] == silent
     assert frames.has_silent.sum() == sum(bool(s) for s in frames.silent_boxes)
+    assert sorted([*frames.rows, *frames.negative_rows]) == list(range(len(snippets)))
     wrong = {**boxes, "width": 128}
     with pytest.raises(ValueError, match=r"boxes\.json describes"):
         evaluation_frames(snippets, wrong)
@@ -223,12 +225,15 @@ def test_evaluation_frames_follow_the_boxes(tiny: dict[str, Path]) -> None:
 def test_training_snippets_follow_the_labelled_events(tiny: dict[str, Path]) -> None:
     snippets = load_split(tiny["index"], tiny["annotations"], "train")
     annotations = json.loads(tiny["annotations"].read_text())
-    keep = event_snippets(snippets, annotations)
+    keep = event_snippets(snippets)
     for row in range(len(snippets)):
         events = annotations["database"][snippets.video_ids[row]]["annotations"]
         time_s = snippets.frame_time_s[row]
-        assert keep[row] == any(e["segment"][0] <= time_s < e["segment"][1] for e in events)
+        inside = [e for e in events if e["segment"][0] <= time_s < e["segment"][1]]
+        assert keep[row] == bool(inside)
+        assert set(np.flatnonzero(snippets.labels[row])) == {e["label_id"] for e in inside}
     assert 0 < keep.sum() < len(snippets)
+    assert snippets.labels.shape[1] == len(snippets.classes)
 
 
 def test_store_without_grid_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:
