@@ -40,12 +40,12 @@ include: "pipeline/rules/comparison.smk"
 
 
 # The default target: every table and report the data set's labels allow; an unlabelled video
-# folder gets its features only.
+# folder gets its features only, a sound-source localisation benchmark its spatial table only.
 rule all:
     input:
         features=expand(
             "results/{dataset}/features/{encoder_set}/{name}",
-            dataset=DATASET,
+            dataset=[] if SPATIAL_BENCHMARK else DATASET,
             encoder_set=ENCODER_SET,
             name=["index.json", "stats.json"],
         ),
@@ -57,6 +57,10 @@ rule all:
         segments=expand(
             "results/{dataset}/segments/table.md",
             dataset=DATASET if SEGMENTS_AVAILABLE else [],
+        ),
+        spatial=expand(
+            "results/{dataset}/spatial/table.md",
+            dataset=DATASET if SPATIAL_AVAILABLE else [],
         ),
         submissions=SUBMISSIONS,
     default_target: True

@@ -204,19 +204,31 @@ class M2VSL(SoundLocaliser):
       ``mmc_bag: per_scale`` is the ablation that takes one bag, and one loss, per scale
       (weighted by ``scale_weights``).
     - ``L_cls``: the MMT (:class:`~models.m2vsl_parts.CategoryTransformer`) turns C category
-      tokens, the sound and the frame's multi-scale cells into audio-visual category
-      embeddings ``c^av_k``. The map of category k is the cosine between ``c^av_k`` and each
-      cell of the finest scale, ``M_k(h, w)``; its logit is ``max_{h,w} M_k / class_temperature
-      + b_k`` (a category sounds in a frame when at least one location shows it: the
-      multiple-instance reading of the text), trained with binary cross-entropy against the
-      snippet's labels, the only supervision the text names ("video-level labels").
+      tokens and the sound (and, with the switches below, the frame's multi-scale cells) into
+      audio-visual category embeddings ``c^av_k``. The map of category k is the cosine between
+      ``c^av_k`` and each cell of the finest scale, ``M_k(h, w)``; its logit is
+      ``max_{h,w} M_k / class_temperature + b_k`` (a category sounds in a frame when at least
+      one location shows it: the multiple-instance reading of the text), trained with binary
+      cross-entropy against the snippet's labels, the only supervision the text names
+      ("video-level labels"). Comparing with every scale's cells instead (one bag, as MMC)
+      was tried: the coarse cells then win the max and the finest map, which draws the
+      heatmap, stays flat (pointing 0.29 on the toy task of the tests, against 0.76).
 
-    Readings where the summary is silent, each with its switch: the cells the category maps
-    compare with are the MMT's inputs (``mmt_map_features: input``; ``output`` uses the cells
-    after self-attention, which carry the whole frame's context and may lose the location);
-    the heatmap of a snippet is the average of the category maps weighted by the categories'
-    probabilities ``sigmoid(logit_k)``. With ``mmt: false`` (the ablation without MMT) the
-    heatmap is the mean over scales of the sound's cosine maps, upsampled to the finest grid.
+    Readings where the summary is silent, each with its switch (the demo's five seeds chose
+    the defaults; README, spatial stage):
+
+    - ``mmt_attention``: ``structured`` (default) lets the category tokens attend to each other
+      and to the sound only, ``full`` every token to every token (some seeds then point every
+      category at the background).
+    - ``mmt_map_features``: the maps compare the category embeddings with the MMT's input
+      cells (``input``, default) or with the cells after its self-attention (``output``:
+      every cell carries the frame's context, and the maps lost their location on the demo).
+      Under ``structured`` attention with ``input`` cells the cells' updates would be unused,
+      so the MMT's sequence holds the category tokens and the sound only.
+    - The heatmap of a snippet is the average of the category maps weighted by the
+      categories' probabilities ``sigmoid(logit_k)``.
+    - With ``mmt: false`` (the ablation without MMT) the heatmap is the mean over scales of
+      the sound's cosine maps, upsampled to the finest grid.
 
     Args:
         grid_dim: values per grid cell (derived).
@@ -235,6 +247,8 @@ class M2VSL(SoundLocaliser):
         mmt_mlp_ratio: MMT feed-forward width as a multiple of ``dim``.
         mmt_dropout: dropout inside the MMT.
         mmt_map_features: ``input`` or ``output`` cells for the category maps (see above).
+        mmt_attention: ``structured`` or ``full``: which tokens attend to which
+            (:class:`~models.m2vsl_parts.CategoryTransformer`).
         mmt_weight: weight of ``L_cls`` in the total loss.
         class_temperature: divides the category maps' maxima into logits.
     """
@@ -258,6 +272,7 @@ class M2VSL(SoundLocaliser):
         mmt_mlp_ratio: int = 2,
         mmt_dropout: float = 0.0,
         mmt_map_features: str = "input",
+        mmt_attention: str = "structured",
         mmt_weight: float = 1.0,
         class_temperature: float = 0.1,
     ) -> None:
@@ -310,6 +325,8 @@ class M2VSL(SoundLocaliser):
                 heads=mmt_heads,
                 mlp_ratio=mmt_mlp_ratio,
                 dropout=mmt_dropout,
+                attention=mmt_attention,
+                with_cells=mmt_attention == "full" or mmt_map_features == "output",
             )
             self.category_head = nn.Linear(dim, dim)
             self.class_bias = nn.Parameter(torch.zeros(self.num_classes))
@@ -327,12 +344,12 @@ class M2VSL(SoundLocaliser):
 
     def category_maps(self, maps: Sequence[Tensor], embedded: Tensor) -> tuple[Tensor, Tensor]:
         """The MMT's category maps (B, C, H', W') on the finest grid and their logits (B, C)."""
-        categories, cells = self.mmt(maps, embedded)  # (B, C, D), (B, L, D)
+        categories, cells = self.mmt(maps, embedded)  # (B, C, D), (B, L, D) or None
         rows, cols = self.visual.shapes[0]
-        if self.mmt_map_features == "input":
-            finest = maps[0].flatten(2).transpose(1, 2)  # (B, H'W', D)
+        if self.mmt_map_features == "output":
+            finest = cells[:, : rows * cols]  # the finest cells after self-attention
         else:
-            finest = cells[:, : rows * cols]
+            finest = maps[0].flatten(2).transpose(1, 2)  # (B, H'W', D): the MMT's input cells
         category_unit = F.normalize(self.category_head(categories), dim=-1)
         category_maps = torch.einsum(
             "bcd,bld->bcl", category_unit, F.normalize(finest, dim=-1)

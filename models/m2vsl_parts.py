@@ -173,6 +173,9 @@ def scale_tokens(scale_maps: Sequence[Tensor]) -> Tensor:
     return torch.cat([m.flatten(2).transpose(1, 2) for m in scale_maps], dim=1)
 
 
+MMT_ATTENTION = ("structured", "full")
+
+
 class CategoryTransformer(nn.Module):
     """M2VSL's multi-scale multi-instance transformer (MMT, arXiv 2409.00486, Sec. 3).
 
@@ -181,10 +184,17 @@ class CategoryTransformer(nn.Module):
     Here the sequence of one (frame, sound) pair is ``[c_1 .. c_C; a; v^1 .. v^S]``: C learned
     category tokens, the sound's token and every cell of every scale (a learned position
     embedding per cell and an embedding per scale); ``phi`` is ``depth`` standard pre-norm
-    transformer layers in which every token attends to every other (the sound to the frame and
-    the frame to the sound: the aggregation is cross-modal). Its outputs ``c^av_i`` are
-    audio-visual category embeddings; the caller classifies them (video-level labels) and
-    compares them with the cells to draw one map per category.
+    transformer layers. Its outputs are the audio-visual category embeddings ``c^av_i`` and
+    the multi-scale cells; the caller compares the two to draw one map per category (the
+    cross-modal step) and classifies each category through its map (video-level labels).
+
+    Which tokens attend to which is not in the summary. By default (``attention:
+    structured``) the category tokens attend to each other and to the sound, and the cells of
+    every scale to each other: a category embedding is then a query conditioned on what is
+    heard, and a cell carries its multi-scale context but not the sound, so a map can only be
+    high where the frame shows the category. With ``full`` every token attends to every other;
+    on the demo set some seeds then learnt to point every category at the background (a
+    category embedding that copies a cell of the frame always matches it).
 
     Args:
         dim: token width (the shared space's width).
@@ -194,6 +204,11 @@ class CategoryTransformer(nn.Module):
         heads: attention heads (must divide ``dim``).
         mlp_ratio: feed-forward width as a multiple of ``dim``.
         dropout: dropout inside the transformer.
+        attention: ``structured`` (the category tokens and the sound attend to each other, the
+            cells of all scales to each other) or ``full`` (every token to every token).
+        with_cells: put the cells in the sequence. Under ``structured`` attention the two
+            blocks of tokens never meet, so a caller that does not read the updated cells leaves
+            them out (the same category embeddings, without unused weights).
     """
 
     def __init__(
@@ -206,22 +221,32 @@ class CategoryTransformer(nn.Module):
         heads: int,
         mlp_ratio: int,
         dropout: float,
+        attention: str = "structured",
+        with_cells: bool = True,
     ) -> None:
         super().__init__()
+        if attention not in MMT_ATTENTION:
+            raise ValueError(
+                f"model key 'mmt_attention' must be one of {MMT_ATTENTION}, got {attention!r}"
+            )
+        if attention == "full" and not with_cells:
+            raise ValueError("full attention needs the cells in the sequence")
         if dim % heads:
             raise ValueError(f"model key 'mmt_heads' ({heads}) must divide 'dim' ({dim})")
         self.num_classes = int(num_classes)
         self.grid_shapes = [(int(h), int(w)) for h, w in grid_shapes]
-        num_cells = sum(h * w for h, w in self.grid_shapes)
+        self.with_cells = bool(with_cells)
+        num_cells = sum(h * w for h, w in self.grid_shapes) if with_cells else 0
         self.categories = nn.Parameter(torch.randn(self.num_classes, dim) * 0.02)
-        self.positions = nn.Parameter(torch.randn(num_cells, dim) * 0.02)
-        scale_of_cell = torch.cat(
-            [torch.full((h * w,), s) for s, (h, w) in enumerate(self.grid_shapes)]
-        )
-        self.register_buffer("scale_of_cell", scale_of_cell, persistent=False)
-        # One embedding per scale, and one more for the audio token.
-        self.type_embedding = nn.Parameter(torch.randn(len(self.grid_shapes) + 1, dim) * 0.02)
-        self.visual_proj = nn.Linear(dim, dim)
+        self.sound_embedding = nn.Parameter(torch.randn(dim) * 0.02)
+        if with_cells:
+            self.positions = nn.Parameter(torch.randn(num_cells, dim) * 0.02)
+            scale_of_cell = torch.cat(
+                [torch.full((h * w,), s) for s, (h, w) in enumerate(self.grid_shapes)]
+            )
+            self.register_buffer("scale_of_cell", scale_of_cell, persistent=False)
+            self.scale_embedding = nn.Parameter(torch.randn(len(self.grid_shapes), dim) * 0.02)
+            self.visual_proj = nn.Linear(dim, dim)
         self.audio_proj = nn.Linear(dim, dim)
         self.phi = nn.TransformerEncoder(
             nn.TransformerEncoderLayer(
@@ -237,6 +262,12 @@ class CategoryTransformer(nn.Module):
             enable_nested_tensor=False,
         )
         self.norm = nn.LayerNorm(dim)
+        heard = self.num_classes + 1  # the category tokens and the sound come first
+        blocked = torch.zeros(heard + num_cells, heard + num_cells, dtype=torch.bool)
+        if attention == "structured":  # True: may not attend
+            blocked[:heard, heard:] = True
+            blocked[heard:, :heard] = True
+        self.register_buffer("blocked", blocked, persistent=False)
 
     def forward(self, scale_maps: Sequence[Tensor], audio: Tensor) -> tuple[Tensor, Tensor]:
         """Update the tokens of each (frame, sound) pair; row b of both inputs is one pair.
@@ -247,12 +278,15 @@ class CategoryTransformer(nn.Module):
 
         Returns:
             ``(categories, cells)``: (B, C, D) audio-visual category embeddings ``c^av`` and
-            (B, sum_s h_s w_s, D) the updated cell tokens, both layer-normalised.
+            (B, sum_s h_s w_s, D) the updated cell tokens (None without ``with_cells``), both
+            layer-normalised.
         """
-        cells = self.visual_proj(scale_tokens(scale_maps))  # (B, L, D)
-        cells = cells + self.positions + self.type_embedding[self.scale_of_cell]
-        sound = self.audio_proj(audio) + self.type_embedding[-1]  # (B, D)
+        sound = self.audio_proj(audio) + self.sound_embedding  # (B, D)
         categories = self.categories.expand(audio.shape[0], -1, -1)  # (B, C, D)
-        tokens = torch.cat([categories, sound[:, None], cells], dim=1)  # (B, C + 1 + L, D)
-        tokens = self.norm(self.phi(tokens))
-        return tokens[:, : self.num_classes], tokens[:, self.num_classes + 1 :]
+        tokens = [categories, sound[:, None]]
+        if self.with_cells:
+            cells = self.visual_proj(scale_tokens(scale_maps))  # (B, L, D)
+            tokens.append(cells + self.positions + self.scale_embedding[self.scale_of_cell])
+        tokens = self.norm(self.phi(torch.cat(tokens, dim=1), mask=self.blocked))
+        cells = tokens[:, self.num_classes + 1 :] if self.with_cells else None
+        return tokens[:, : self.num_classes], cells

@@ -8,8 +8,9 @@ every row:
   and the average over all configured thresholds;
 - segment classification (the AVE task): ``segments/metrics.json`` of
   :mod:`pipeline.segments.table`, segment accuracy;
-- spatial sound localisation: ``spatial/metrics.json`` of :mod:`pipeline.spatial.table`,
-  cIoU (AP50), AUC, mIoU and F-score as mean ± std over the training seeds.
+- spatial sound localisation: ``spatial/metrics.json`` of :mod:`pipeline.spatial.table`, the
+  field's metrics under their evaluators' names (CIoU and AUC of EZ-VSL, AP and max-F1 of
+  SLAVC, mIoU and F-score of AVSBench) as mean ± std over the training seeds.
 
 The first section lists, per task and metric, the winning row and its margin over the next.
 Tasks whose inputs are not given are left out (a data set without boxes has no spatial table).
@@ -36,11 +37,13 @@ from pipeline.display_names import spatial_display_name
 from pipeline.io import read_json
 
 DETECTION_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9")
-SPATIAL_METRICS = (  # (key, title); higher is better for all
-    ("ciou_ap50", "CIoU (AP50)"),
-    ("ciou_auc", "AUC"),
-    ("miou", "mIoU"),
-    ("fscore", "F-score"),
+SPATIAL_METRICS = (  # (family, metric, title) of pipeline.spatial.table; higher is better
+    ("ezvsl", "ciou", "CIoU (EZ-VSL)"),
+    ("ezvsl", "auc", "AUC (EZ-VSL)"),
+    ("slavc", "ap", "AP (SLAVC)"),
+    ("slavc", "max_f1", "max-F1 (SLAVC)"),
+    ("avsbench", "miou", "mIoU (AVSBench)"),
+    ("avsbench", "fscore", "F-score (AVSBench)"),
 )
 
 
@@ -133,7 +136,8 @@ def segment_rows(segments: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def spatial_rows(spatial: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per localiser of :mod:`pipeline.spatial.table`'s JSON (means over seeds)."""
+    """One row per localiser of :mod:`pipeline.spatial.table`'s JSON (means over seeds), its
+    metrics under ``"family.metric"`` keys (``"ezvsl.ciou"``)."""
     rows = []
     for name, stats in spatial["methods"].items():
         row = {
@@ -143,9 +147,9 @@ def spatial_rows(spatial: Mapping[str, Any]) -> list[dict[str, Any]]:
             "train_cpu_seconds": stats["mean"]["train_cpu_seconds"],
             "inference_per_s": stats["mean"]["throughput_frames_per_s"],
         }
-        for key, _ in SPATIAL_METRICS:
-            row[key] = stats["mean"][key]
-            row[f"{key}_std"] = stats["std"][key]
+        for family, metric, _ in SPATIAL_METRICS:
+            row[f"{family}.{metric}"] = stats["mean"][family][metric]
+            row[f"{family}.{metric}_std"] = stats["std"][family][metric]
         rows.append(row)
     return rows
 
@@ -195,17 +199,18 @@ def segment_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def spatial_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    best = {key: _best([row[key] for row in rows]) for key, _ in SPATIAL_METRICS}
+    keys = [f"{family}.{metric}" for family, metric, _ in SPATIAL_METRICS]
+    best = {key: _best([row[key] for row in rows]) for key in keys}
     lines = [
         "| Method | Seeds | "
-        + " | ".join(title for _, title in SPATIAL_METRICS)
+        + " | ".join(title for _, _, title in SPATIAL_METRICS)
         + " | Parameters | Training CPU (s) | Inference (frames/s) |",
         "|---|---:|" + "---:|" * (len(SPATIAL_METRICS) + 3),
     ]
     for row in rows:
         cells = " | ".join(
             f"{_cell(row[key], best[key], scale=1.0, digits=3)} ± {row[f'{key}_std']:.3f}"
-            for key, _ in SPATIAL_METRICS
+            for key in keys
         )
         lines.append(
             f"| {row['name']} | {row['seeds']} | {cells} | {_count(row['num_parameters'])} "
@@ -288,11 +293,12 @@ def build_comparison(
         ]
     if spatial is not None:
         rows = spatial_rows(spatial)
-        results = {key: _winner(rows, key) for key, _ in SPATIAL_METRICS}
+        titles = {f"{family}.{metric}": title for family, metric, title in SPATIAL_METRICS}
+        results = {key: _winner(rows, key) for key in titles}
         tasks["spatial"] = {"rows": rows, "winners": results, "verdict": spatial["verdict"]}
         wins += [
-            win_sentence("Spatial localisation", name, results[key], "", 1)
-            for key, name in SPATIAL_METRICS
+            win_sentence("Spatial localisation", title, results[key], "", 1)
+            for key, title in titles.items()
         ]
         sections += [
             "## Spatial sound localisation",

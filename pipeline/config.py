@@ -83,6 +83,7 @@ def validate_config(config: Mapping[str, Any], *, source: str = "config") -> dic
             raise ConfigError(
                 f"{source}: '{task}.enabled' is true but {missing}; set it to auto or false"
             )
+    _check_spatial_benchmark_keys(resolved, source)
     return resolved
 
 
@@ -112,6 +113,8 @@ def _task_missing(config: Mapping[str, Any], task: str) -> str:
     dataset = config["dataset"]
     if task == "segments" and segment_labels_source(config) is not None:
         return ""
+    if task == "spatial" and spatial_benchmark(config) is not None:
+        return ""  # the set builder embeds the images itself: no stores, no visual_grid
     if dataset["source"] != "synth":
         if task == "segments":
             return (
@@ -126,6 +129,100 @@ def _task_missing(config: Mapping[str, Any], task: str) -> str:
     if task == "spatial" and not config["extraction"]["visual_grid"]:
         return "extraction.visual_grid is false (the localisers read the patch grids)"
     return ""
+
+
+# Import formats that are sound-source localisation benchmarks (images, sounds and boxes or
+# masks, read by pipeline.spatial.benchmarks): such a data set runs the spatial stage only.
+SPATIAL_BENCHMARK_FORMATS = (
+    "flickr_soundnet",
+    "vggss",
+    "vggsound_single",
+    "vgginstruments",
+    "avsbench_s4",
+)
+# The dataset.import keys only the spatial benchmarks read, and the keys they do not read.
+SPATIAL_BENCHMARK_KEYS = ("root", "train_root", "test_list", "train_list")
+FEATURE_IMPORT_KEYS = (
+    "extra_annotations",
+    "features_dir",
+    "video_features_dir",
+    "videos_dir",
+    "video_pattern",
+)
+
+
+def spatial_benchmark(config: Mapping[str, Any]) -> str | None:
+    """The import format when the data set is a sound-source localisation benchmark, else None."""
+    dataset = config["dataset"]
+    if dataset["source"] == "import" and dataset["import"]["format"] in SPATIAL_BENCHMARK_FORMATS:
+        return str(dataset["import"]["format"])
+    return None
+
+
+def _check_spatial_benchmark_keys(config: Mapping[str, Any], source: str) -> None:
+    """A spatial benchmark's keys: its root set, no feature-release key, the spatial stage on
+    (paths are checked when the DAG is built: :func:`check_spatial_benchmark`)."""
+    release = config["dataset"]["import"]
+    benchmark = spatial_benchmark(config)
+    wrong = (
+        [key for key in FEATURE_IMPORT_KEYS if release.get(key)]
+        if benchmark
+        else [key for key in SPATIAL_BENCHMARK_KEYS if release.get(key)]
+    )
+    if wrong:
+        kind = "a spatial benchmark" if benchmark else "a feature release"
+        raise ConfigError(
+            f"{source}: 'dataset.import.{wrong[0]}' is not read for {kind} (format "
+            f"{release['format']}); remove it"
+        )
+    if benchmark is None:
+        return
+    if not release.get("root"):
+        raise ConfigError(f"{source}: 'dataset.import.root' must be set for format {benchmark}")
+    if config["spatial"]["enabled"] is False:
+        raise ConfigError(
+            f"{source}: dataset.import.format {benchmark} is a sound-source localisation "
+            "benchmark, which runs only the spatial stage, but 'spatial.enabled' is false"
+        )
+
+
+def check_spatial_benchmark(config: Mapping[str, Any], source: str = "config") -> None:
+    """A spatial benchmark's release files and encoder weights exist (checked when the DAG is
+    built; cheap: no image, sound or weights are read).
+
+    Raises:
+        ConfigError: naming the file ``source``, the key and the missing path or model.
+    """
+    if spatial_benchmark(config) is None:
+        return
+    from pipeline.encoders.base import MissingWeightsError
+    from pipeline.spatial.benchmarks import Release, check_release
+    from pipeline.spatial.sets import check_encoder_weights
+
+    extraction = config["extraction"]
+    try:
+        check_release(Release.from_settings(config["dataset"]["import"]))
+        check_encoder_weights(extraction["visual"], extraction["audio"])
+    except (ValueError, FileNotFoundError, MissingWeightsError) as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def spatial_set_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a spatial benchmark's set job (:class:`pipeline.spatial.sets.SetSettings`):
+    the release and the extraction keys that shape the embeddings or the job."""
+    extraction = config["extraction"]
+    keys = ("visual", "audio", "window_s", "stride_s", "fp16", "on_error", "batch_size", "device")
+    return {
+        "release": copy.deepcopy(dict(config["dataset"]["import"])),
+        "extraction": {key: copy.deepcopy(extraction[key]) for key in keys},
+    }
+
+
+def spatial_set_splits(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The splits a spatial benchmark's set holds (one ``{split}.npz`` each)."""
+    from pipeline.spatial.benchmarks import Release
+
+    return Release.from_settings(config["dataset"]["import"]).splits
 
 
 def segment_labels_source(config: Mapping[str, Any]) -> str | None:

@@ -6,10 +6,14 @@ from pathlib import Path
 
 from pipeline.config import (
     check_segment_weights,
+    check_spatial_benchmark,
     extraction_settings,
     run_config,
     segment_labels_source,
     segment_settings,
+    spatial_benchmark,
+    spatial_set_settings,
+    spatial_set_splits,
     spatial_settings,
     task_enabled,
 )
@@ -19,7 +23,11 @@ DATASET = config["dataset"]["name"]
 ENCODER_SET = config["extraction"]["encoder_set"]
 VIDEOS = list_videos(config["dataset"])
 SHARDS = shard(list(VIDEOS), config["extraction"]["shard_size"])
-ANNOTATIONS = annotations_path(config["dataset"])
+# A sound-source localisation benchmark (dataset.import.format flickr_soundnet, vggss, ...):
+# its images and sounds become a spatial set, and only the spatial stage runs (no stores, no
+# detection annotations).
+SPATIAL_BENCHMARK = spatial_benchmark(config)
+ANNOTATIONS = None if SPATIAL_BENCHMARK else annotations_path(config["dataset"])
 RUNS = list(config["runs"])
 # The segment-level (AVE task) and spatial stages, when this data set has their labels.
 SEGMENTS = config["segments"]
@@ -47,6 +55,9 @@ SPATIAL_RUNS = list(SPATIAL["runs"])
 # Weakly supervised localisers vary from seed to seed: the table averages over these.
 SPATIAL_SEEDS = SPATIAL["seeds"]
 SPATIAL_AVAILABLE = task_enabled(config, "spatial")
+# The benchmark's release files and the encoders' weights, before any job runs.
+check_spatial_benchmark(config, ", ".join(map(str, workflow.configfiles)) or "config")
+SPATIAL_SET_SPLITS = spatial_set_splits(config) if SPATIAL_BENCHMARK else []
 PUBLISHED_RESULTS = str(
     Path(workflow.basedir) / "pipeline" / "data" / "published_results.yaml"
 )
@@ -116,3 +127,37 @@ def segment_summary(dataset, run):
 def segment_summaries(wildcards):
     """Every summary the segment table reads."""
     return sorted({segment_summary(wildcards.dataset, run) for run in SEGMENT_RUNS})
+
+
+def spatial_set_release_files():
+    """The benchmark release's folders, annotations and lists the set job reads."""
+    release = config["dataset"]["import"]
+    keys = ("root", "annotations", "test_list", "train_list", "train_root")
+    return [release[key] for key in keys if release[key]]
+
+
+def spatial_data(wildcards):
+    """What a spatial run trains and is scored on: the benchmark's set, or the stores with the
+    synthetic boxes and annotations."""
+    if SPATIAL_BENCHMARK:
+        return {
+            "set": expand(
+                "results/{dataset}/spatial_set/{split}.npz",
+                dataset=wildcards.dataset,
+                split=SPATIAL_SET_SPLITS,
+            )
+        }
+    return {
+        "index": f"results/{wildcards.dataset}/features/{ENCODER_SET}/index.json",
+        "boxes": f"results/{wildcards.dataset}/boxes.json",
+        "annotations": ANNOTATIONS or [],
+    }
+
+
+def spatial_data_arguments(wildcards, input):
+    """The spatial stages' data flags for the inputs of :func:`spatial_data`, quoted."""
+    if SPATIAL_BENCHMARK:
+        return shlex.join(["--set", f"results/{wildcards.dataset}/spatial_set"])
+    flags = {"--index": input.index, "--boxes": input.boxes}
+    flags["--annotations"] = input.annotations
+    return " ".join(f"{flag} {shlex.quote(str(path))}" for flag, path in flags.items())

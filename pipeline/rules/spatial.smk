@@ -1,21 +1,43 @@
 # Visual sound-source localisation: the configured localisers (`spatial.runs`: M2VSL and a
-# similarity-map baseline by default) trained on the stores' visual grids (weakly: no box is
-# used for training) once per seed, scored with boxes.json on the test split, averaged in a
-# table. Needs stores extracted with `extraction.visual_grid: true` and a synthetic data set
-# (boxes).
+# similarity-map baseline by default) trained weakly (no box is used for training) once per
+# seed, scored on the test split, averaged in a table. The data: the stores' visual grids
+# (`extraction.visual_grid: true`) with a synthetic data set's boxes.json, or, for a
+# sound-source localisation benchmark (dataset.import.format flickr_soundnet, vggss, ...), the
+# spatial set built from its release.
+
+
+if SPATIAL_BENCHMARK:
+
+    rule spatial_set:
+        input:
+            release=spatial_set_release_files(),
+        output:
+            splits=expand(
+                "results/{{dataset}}/spatial_set/{split}.npz", split=SPATIAL_SET_SPLITS
+            ),
+            report="results/{dataset}/spatial_set/report.json",
+        params:
+            settings=json.dumps(spatial_set_settings(config), sort_keys=True),
+            out_dir=lambda wildcards: f"results/{wildcards.dataset}/spatial_set",
+        log:
+            "results/{dataset}/logs/spatial/set.log",
+        benchmark:
+            "results/{dataset}/benchmarks/spatial/set.tsv"
+        threads: 1
+        shell:
+            "OMP_NUM_THREADS={threads} python -m pipeline.spatial.sets "
+            "--settings {params.settings:q} --out {params.out_dir:q} > {log} 2>&1"
+
+
 rule spatial_train:
     input:
-        index=expand(
-            "results/{{dataset}}/features/{encoder_set}/index.json",
-            encoder_set=ENCODER_SET,
-        ),
-        boxes="results/{dataset}/boxes.json",
-        annotations=ANNOTATIONS or [],
+        unpack(spatial_data),
     output:
         model="results/{dataset}/spatial/{spatial_run}/seed{seed}/model.pt",
         summary="results/{dataset}/spatial/{spatial_run}/seed{seed}/train_summary.json",
         epochs="results/{dataset}/spatial/{spatial_run}/seed{seed}/train_log.json",
     params:
+        data=spatial_data_arguments,
         settings=spatial_run_settings,
         out_dir=lambda wildcards: (
             f"results/{wildcards.dataset}/spatial/{wildcards.spatial_run}/seed{wildcards.seed}"
@@ -26,24 +48,20 @@ rule spatial_train:
         "results/{dataset}/benchmarks/spatial/train-{spatial_run}-seed{seed}.tsv"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline.spatial.train --index {input.index:q} "
-        "--boxes {input.boxes:q} --annotations {input.annotations:q} --settings {params.settings:q} "
-        "--name {wildcards.spatial_run} --seed {wildcards.seed} --out {params.out_dir:q} "
-        "> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m pipeline.spatial.train {params.data} "
+        "--settings {params.settings:q} --name {wildcards.spatial_run} --seed {wildcards.seed} "
+        "--out {params.out_dir:q} > {log} 2>&1"
 
 
 rule spatial_evaluate:
     input:
+        unpack(spatial_data),
         model="results/{dataset}/spatial/{spatial_run}/seed{seed}/model.pt",
-        index=expand(
-            "results/{{dataset}}/features/{encoder_set}/index.json",
-            encoder_set=ENCODER_SET,
-        ),
-        boxes="results/{dataset}/boxes.json",
-        annotations=ANNOTATIONS or [],
     output:
         metrics="results/{dataset}/spatial/{spatial_run}/seed{seed}/metrics.json",
         heatmaps="results/{dataset}/spatial/{spatial_run}/seed{seed}/heatmaps.png",
+    params:
+        data=spatial_data_arguments,
     log:
         "results/{dataset}/logs/spatial/evaluate-{spatial_run}-seed{seed}.log",
     benchmark:
@@ -51,8 +69,8 @@ rule spatial_evaluate:
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m pipeline.spatial.evaluate --model {input.model:q} "
-        "--index {input.index:q} --boxes {input.boxes:q} --annotations {input.annotations:q} "
-        "--split test --out {output.metrics:q} --heatmaps {output.heatmaps:q} > {log} 2>&1"
+        "{params.data} --split test --out {output.metrics:q} --heatmaps {output.heatmaps:q} "
+        "> {log} 2>&1"
 
 
 rule spatial_table:

@@ -35,27 +35,37 @@ from pipeline.spatial.data import (
     EvaluationFrames,
     SpatialSnippets,
     evaluation_frames,
-    frame_objects,
     load_boxes,
     load_split,
 )
-from pipeline.spatial.metrics import f_score_curve, frame_scores, summarise
-from pipeline.spatial.plots import plot_heatmaps, read_video_frames
+from pipeline.spatial.metrics import avsbench_f_curve, frame_scores, negative_scores, summarise
+from pipeline.spatial.plots import plot_heatmaps, read_images, read_video_frames
+from pipeline.spatial.sets import load_set
 from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = {
-    "frames": "grid frame of each snippet with >= 1 sounding object; GT = union of their boxes",
-    "ciou": "adaptive threshold: the |GT| highest pixels (ties included)",
-    "ciou_half_max": "min-max normalised heatmap >= 0.5 (Chen et al., CVPR 2021)",
-    "ciou_ap50": "fraction of frames with cIoU >= 0.5",
-    "ciou_auc": "area under fraction(cIoU >= t), t = 0, 0.05, ..., 1",
-    "miou_fscore": "min-max normalised heatmap >= 0.5; F_beta with beta^2 = 0.3 (AVSBench)",
-    "fscore_max": "AVSBench: max over 255 thresholds of the frame-averaged F-score",
-    "pointing_accuracy": "heatmap maximum inside a sounding object's box",
-    "peak_on_silent_rate": "heatmap maximum on a silent object and on no sounding one",
-    "grid_oracle": "each grid cell scores its ground-truth coverage: the grid's ceiling",
+    "frames": "positives: the frames of the split's snippets with a visible sounding source "
+    "(ground truth: its mask); negatives: the others (no visible sounding source)",
+    "resolution": "heatmaps and ground truth at the masks' size (the frame size); the field's "
+    "evaluators use 224 x 224",
+    "ezvsl": "EZ-VSL: min-max normalised heatmap >= its upper median sorted[int(H * W * 0.5)]; "
+    "cIoU = sum(P * G) / (sum(G) + sum(P * (G == 0))); ciou: fraction of positives with "
+    "cIoU >= 0.5; auc: trapezoid area under fraction(cIoU >= t), t = 0.05 i, i = 0..20",
+    "slavc": "SLAVC, relative prediction (EZ-VSL's binary map): confidence = mean of the top "
+    "quarter of (S - lo) / (hi - lo), cosines: lo = -1, hi = 1; ap (no recall-0 anchor) and "
+    "max_f1 over positives and negatives: a confident negative is a FP, a confident positive a "
+    "TP when cIoU >= 0.5 and a FP otherwise, an unconfident positive a FN; precision: fraction "
+    "of positives with cIoU >= 0.5",
+    "avsbench": "AVSBench: miou of sigmoid(S) > 0.5, i.e. cosine S > 0, over positives and "
+    "negatives (empty ground truth: fraction of pixels predicted background); fscore: max over "
+    "255 thresholds on sigmoid(S) of the F (beta^2 = 0.3) averaged over all positives at once",
+    "ours": "ciou_gt_area: fraction of positives whose |GT| highest pixels have cIoU >= 0.5 "
+    "(GT >= 0.5); pointing_accuracy: heatmap maximum on the ground truth; "
+    "peak_on_silent_rate: on frames with a silent object, maximum on it and off the ground truth",
+    "with_silent_distractor": "the positives with a silent object in view, no negatives",
+    "grid_oracle": "each grid cell scores 2 * (its ground-truth coverage) - 1: the grid's ceiling",
 }
 
 
@@ -64,15 +74,17 @@ class SpatialEvaluation:
     """Heatmaps and per-frame scores of one localiser on one split.
 
     Attributes:
-        frames: the evaluated frames (rows into the split's snippets, masks, silent boxes).
-        heatmaps: (M, height, width) float32 heatmaps of the evaluated frames.
-        per_frame: per evaluated frame, the scores of :func:`frame_scores`.
-        inference_seconds: wall time of computing the heatmaps (model and upsampling).
+        frames: the evaluated frames (rows into the split's snippets, masks, boxes, negatives).
+        heatmaps: (M, height, width) float32 heatmaps of the frames with a sounding source.
+        negative_heatmaps: (K, height, width) float32 heatmaps of the negatives.
+        per_frame: per frame with a sounding source, the scores of :func:`frame_scores`.
+        inference_seconds: wall time of computing all heatmaps (model and upsampling).
         metrics: data-set metrics, counts and throughput (JSON-ready).
     """
 
     frames: EvaluationFrames
     heatmaps: np.ndarray
+    negative_heatmaps: np.ndarray
     per_frame: list[dict[str, float]]
     inference_seconds: float
     metrics: dict[str, Any]
@@ -96,12 +108,13 @@ def predict_heatmaps(
 
 
 def grid_oracle_heatmaps(masks: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
-    """The best a grid-resolution heatmap can do: each cell scores the fraction of its pixels
-    inside the ground truth, upsampled like a model's cell scores; (M, height, width)."""
+    """The best a grid-resolution heatmap can do: each cell scores ``2 c - 1`` for the fraction
+    c of its pixels inside the ground truth (a cosine-like score in [-1, 1]: positive on cells
+    mostly inside), upsampled like a model's cell scores; (M, height, width)."""
     rows, cols = grid_shape
     coverage = block_mean(masks[..., None].astype(np.float32), rows, cols)[..., 0]  # (M, r, c)
     upsampled = F.interpolate(
-        torch.from_numpy(coverage)[:, None],
+        torch.from_numpy(2.0 * coverage - 1.0)[:, None],
         size=masks.shape[1:],
         mode="bilinear",
         align_corners=False,
@@ -109,53 +122,81 @@ def grid_oracle_heatmaps(masks: np.ndarray, grid_shape: tuple[int, int]) -> np.n
     return upsampled[:, 0].numpy()  # (M, height, width)
 
 
-def score_heatmaps(
-    heatmaps: np.ndarray,
-    frames: EvaluationFrames,
-    snippets: SpatialSnippets,
-    boxes: dict[str, Any],
-) -> list[dict[str, float]]:
-    """Per-frame scores of heatmaps (M, height, width) of the evaluated frames."""
+def score_heatmaps(heatmaps: np.ndarray, frames: EvaluationFrames) -> list[dict[str, float]]:
+    """Per-frame scores (:func:`frame_scores`) of heatmaps (M, height, width) of the frames
+    with a sounding source."""
     return [
-        frame_scores(heatmaps[i], frames.masks[i] > 0.5, sounding, silent)
-        for i, (sounding, silent) in enumerate(
-            zip(frames.sounding_boxes, frames.silent_boxes, strict=True)
-        )
+        frame_scores(heatmap, mask, silent)
+        for heatmap, mask, silent in zip(heatmaps, frames.masks, frames.silent_boxes, strict=True)
     ]
 
 
+def _summary(
+    per_frame: list[dict[str, float]],
+    heatmaps: np.ndarray,
+    frames: EvaluationFrames,
+    negatives: list[dict[str, float]],
+) -> dict[str, dict[str, Any]]:
+    """``{"overall": ..., "with_silent_distractor": ...}``: :func:`summarise` of all frames, and
+    of the frames with a silent distractor (no negatives; None when there is none)."""
+    curves = [avsbench_f_curve(h, m) for h, m in zip(heatmaps, frames.masks, strict=True)]
+    silent = frames.has_silent
+    return {
+        "overall": summarise(per_frame, curves, negatives),
+        "with_silent_distractor": summarise(
+            [f for f, s in zip(per_frame, silent, strict=True) if s],
+            [c for c, s in zip(curves, silent, strict=True) if s],
+        )
+        if silent.any()
+        else None,
+    }
+
+
 def evaluate_localiser(
-    model: SoundLocaliser, snippets: SpatialSnippets, boxes: dict[str, Any], batch_size: int = 64
+    model: SoundLocaliser,
+    snippets: SpatialSnippets,
+    frames: EvaluationFrames,
+    batch_size: int = 64,
 ) -> SpatialEvaluation:
-    """Score ``model`` on every snippet of ``snippets`` whose grid frame has a sounding object."""
-    frames = evaluation_frames(snippets, boxes)
+    """Score ``model`` on the evaluated ``frames`` of ``snippets`` (rows with a visible sounding
+    source, and the negatives), at the ground-truth masks' size.
+
+    Raises:
+        ValueError: no frame has a sounding source, or the masks are not frame-sized.
+    """
     if len(frames.rows) == 0:
         raise ValueError("no snippet of the split shows a sounding object on its grid frame")
-    heatmaps, seconds = predict_heatmaps(model, snippets, frames.rows, batch_size)
-    per_frame = score_heatmaps(heatmaps, frames, snippets, boxes)
-    curves = [f_score_curve(h, m > 0.5) for h, m in zip(heatmaps, frames.masks, strict=True)]
+    width, height = snippets.frame_size
+    if frames.masks.shape[1:] != (height, width):
+        raise ValueError(
+            f"the ground-truth masks are {frames.masks.shape[2]}x{frames.masks.shape[1]} but the "
+            f"frames {width}x{height}; build the masks at the frame size"
+        )
+    num_positive = len(frames.rows)
+    rows = np.concatenate([frames.rows, frames.negative_rows])
+    all_heatmaps, seconds = predict_heatmaps(model, snippets, rows, batch_size)
+    heatmaps, negative_heatmaps = all_heatmaps[:num_positive], all_heatmaps[num_positive:]
+    per_frame = score_heatmaps(heatmaps, frames)
+    summary = _summary(per_frame, heatmaps, frames, [negative_scores(h) for h in negative_heatmaps])
     oracle = grid_oracle_heatmaps(frames.masks, model.grid_shape)
-    oracle_curves = [f_score_curve(h, m > 0.5) for h, m in zip(oracle, frames.masks, strict=True)]
-    has_silent = frames.has_silent
+    empty_oracle = negative_scores(np.full((height, width), -1.0))  # coverage 0 everywhere
+    oracle_summary = _summary(
+        score_heatmaps(oracle, frames), oracle, frames, [empty_oracle] * len(frames.negative_rows)
+    )
     metrics: dict[str, Any] = {
         "num_snippets": len(snippets),
-        "num_frames": len(frames.rows),
-        "num_frames_with_silent_distractor": int(has_silent.sum()),
-        "overall": summarise(per_frame, curves),
-        "with_silent_distractor": summarise(
-            [f for f, s in zip(per_frame, has_silent, strict=True) if s],
-            [c for c, s in zip(curves, has_silent, strict=True) if s],
-        )
-        if has_silent.any()
-        else None,
-        "grid_oracle": summarise(score_heatmaps(oracle, frames, snippets, boxes), oracle_curves),
+        "num_frames": num_positive,
+        "num_negatives": len(frames.negative_rows),
+        "num_frames_with_silent_distractor": int(frames.has_silent.sum()),
+        **summary,
+        "grid_oracle": oracle_summary["overall"],
         "num_parameters": count_parameters(model),
         "inference_seconds": round(seconds, 4),
-        "throughput_frames_per_s": round(len(frames.rows) / max(seconds, 1e-9), 1),
+        "throughput_frames_per_s": round(len(rows) / max(seconds, 1e-9), 1),
         "torch_threads": torch.get_num_threads(),
         "protocol": PROTOCOL,
     }
-    return SpatialEvaluation(frames, heatmaps, per_frame, seconds, metrics)
+    return SpatialEvaluation(frames, heatmaps, negative_heatmaps, per_frame, seconds, metrics)
 
 
 def plot_rows(frames: EvaluationFrames, video_ids: np.ndarray, count: int) -> list[int]:
@@ -179,20 +220,31 @@ def plot_rows(frames: EvaluationFrames, video_ids: np.ndarray, count: int) -> li
 def run_evaluation(
     *,
     model_path: str | Path,
-    index_path: str | Path,
-    boxes_path: str | Path,
-    annotations_path: str | Path,
     split: str,
     out_path: str | Path,
+    index_path: str | Path | None = None,
+    boxes_path: str | Path | None = None,
+    annotations_path: str | Path | None = None,
+    set_dir: str | Path | None = None,
     heatmaps_path: str | Path | None = None,
     num_plot_frames: int = 4,
     with_video_frames: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on ``split``; write the metrics JSON (and the heatmap figure)."""
+    """Evaluate a checkpoint on ``split``; write the metrics JSON (and the heatmap figure).
+
+    The data: the feature stores (``index_path``, ``boxes_path``, ``annotations_path``) or a
+    benchmark's spatial set (``set_dir``: its ``{split}.npz``, every sample evaluated against
+    the release's map; the figure draws the images themselves)."""
     model, payload = load_localiser(model_path)
-    boxes = load_boxes(boxes_path)
-    snippets = load_split(index_path, annotations_path, split)
-    evaluation = evaluate_localiser(model, snippets, boxes)
+    if set_dir is not None:
+        snippets, frames = load_set(Path(set_dir) / f"{split}.npz")
+        if frames is None:
+            raise ValueError(f"split {split} of the spatial set {set_dir} has no ground truth")
+    else:
+        boxes = load_boxes(boxes_path)
+        snippets = load_split(index_path, annotations_path, split)
+        frames = evaluation_frames(snippets, boxes)
+    evaluation = evaluate_localiser(model, snippets, frames)
     method = payload["train_config"]["method"]
     result = {"method": method, "split": split, "model": str(model_path), **evaluation.metrics}
     out_path = Path(out_path)
@@ -204,10 +256,11 @@ def run_evaluation(
         for i in chosen:
             row = evaluation.frames.rows[i]
             vid, frame = str(snippets.video_ids[row]), int(snippets.frame_index[row])
-            sounding, silent = frame_objects(boxes["videos"][vid], frame, float(boxes["fps"]))
+            sounding, silent = frames.sounding_boxes[i], frames.silent_boxes[i]
             panels.append(
                 {
-                    "title": f"{vid} frame {frame} cIoU {evaluation.per_frame[i]['ciou']:.2f}",
+                    "title": f"{vid} frame {frame} cIoU (EZ-VSL) "
+                    f"{evaluation.per_frame[i]['ezvsl_ciou']:.2f}",
                     "heatmap": evaluation.heatmaps[i],
                     "sounding": sounding,
                     "silent": silent,
@@ -215,10 +268,13 @@ def run_evaluation(
                     "frame": frame,
                 }
             )
-        if with_video_frames:
+        if with_video_frames and set_dir is not None:  # stills: the sources are the images
+            images = read_images([p["video"] for p in panels], snippets.frame_size)
+        elif with_video_frames:
             images = read_video_frames(
                 [(p["video"], p["frame"]) for p in panels], snippets.video_fps, snippets.frame_size
             )
+        if with_video_frames:
             for panel, image in zip(panels, images, strict=True):
                 panel["image"] = image
         plot_heatmaps(heatmaps_path, panels, title=f"{method} on {split}")
@@ -229,9 +285,15 @@ def run_evaluation(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model.pt of pipeline.spatial.train")
-    parser.add_argument("--index", required=True, help="index.json of stores with visual_grid")
-    parser.add_argument("--boxes", required=True, help="boxes.json of the data set")
-    parser.add_argument("--annotations", required=True, help="UnAV-format annotations")
+    parser.add_argument("--index", help="index.json of stores with visual_grid")
+    parser.add_argument("--boxes", help="boxes.json of the data set")
+    parser.add_argument("--annotations", help="UnAV-format annotations")
+    parser.add_argument(
+        "--set",
+        dest="set_dir",
+        help="instead of --index/--boxes/--annotations: a benchmark's spatial set folder "
+        "(pipeline.spatial.sets)",
+    )
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--out", required=True, help="metrics JSON to write")
     parser.add_argument("--heatmaps", help="PNG of a few frames' heatmaps with their boxes")
@@ -239,15 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-video-frames",
         action="store_true",
-        help="draw heatmaps without decoding the video frames under them",
+        help="draw heatmaps without decoding the video frames (or reading the images) under them",
     )
     args = parser.parse_args(argv)
+    stores = (args.index, args.boxes, args.annotations)
+    if (args.set_dir is None) != all(stores) or (args.set_dir and any(stores)):
+        parser.error("give either --set or all of --index, --boxes and --annotations")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = run_evaluation(
         model_path=args.model,
         index_path=args.index,
         boxes_path=args.boxes,
         annotations_path=args.annotations,
+        set_dir=args.set_dir,
         split=args.split,
         out_path=args.out,
         heatmaps_path=args.heatmaps,

@@ -46,6 +46,28 @@ def read_video_frames(
     return images
 
 
+def read_images(paths: Sequence[str], frame_size: tuple[int, int]) -> list[np.ndarray]:
+    """RGB images (height, width, 3) uint8 resized to ``frame_size`` (bicubic): the stills of a
+    benchmark's spatial set, drawn as its heatmaps were computed (224x224).
+
+    Raises:
+        FileNotFoundError: an image is missing (plot with ``--no-video-frames``).
+    """
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"image {path} (recorded in the spatial set) is missing; run from the folder "
+                "the set was built in, or plot with --no-video-frames"
+            )
+        with Image.open(path) as image:
+            resized = image.convert("RGB").resize(tuple(frame_size), Image.Resampling.BICUBIC)
+        images.append(np.asarray(resized, dtype=np.uint8))
+    return images
+
+
 def plot_heatmaps(path: str | Path, panels: Sequence[dict[str, Any]], *, title: str) -> Path:
     """One panel per frame: heatmap (min-max normalised) over the frame, boxes on top.
 

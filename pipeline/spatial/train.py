@@ -35,8 +35,16 @@ from pipeline.cli import user_errors
 from pipeline.config import load_schema, settings_argument
 from pipeline.io import read_json
 from pipeline.spatial.checkpoint import save_localiser
-from pipeline.spatial.data import SpatialSnippets, event_snippets, load_boxes, load_split
+from pipeline.spatial.data import (
+    EvaluationFrames,
+    SpatialSnippets,
+    evaluation_frames,
+    event_snippets,
+    load_boxes,
+    load_split,
+)
 from pipeline.spatial.evaluate import evaluate_localiser
+from pipeline.spatial.sets import load_set, training_split
 from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -152,22 +160,29 @@ def train_localiser(
 
 def run_training(
     *,
-    index_path: str | Path,
-    boxes_path: str | Path,
-    annotations_path: str | Path,
     cfg: SpatialTrainConfig,
     out_dir: str | Path,
+    index_path: str | Path | None = None,
+    boxes_path: str | Path | None = None,
+    annotations_path: str | Path | None = None,
+    set_dir: str | Path | None = None,
     name: str = "",
 ) -> dict[str, Any]:
     """Train on the train split, write ``model.pt``, ``train_log.json`` and
     ``train_summary.json`` into ``out_dir``, and return the summary. ``name`` labels the run
-    in the tables (default: the method)."""
+    in the tables (default: the method).
+
+    The data: the feature stores (``index_path``, with ``boxes_path`` and ``annotations_path``),
+    or a benchmark's spatial set (``set_dir``, :mod:`pipeline.spatial.sets`): every sample of
+    its train split (the releases keep clips with a visible sound source, so
+    ``train_snippets`` does not apply), or of its test split where the release has no training
+    list (image-sound pairs only: no box or mask is read); its validation split, where it has
+    one, is scored for the log."""
     out_dir = Path(out_dir)
-    annotations = read_json(annotations_path, "annotations file")
-    boxes = load_boxes(boxes_path)
-    train = load_split(index_path, annotations_path, "train")
-    if cfg.train_snippets == "events":
-        train = train.subset(event_snippets(train))
+    if set_dir is not None:
+        train, validation, extra = _set_data(set_dir)
+    else:
+        train, validation, extra = _store_data(index_path, boxes_path, annotations_path, cfg)
     log.info("training %s on %d snippets", cfg.method, len(train))
     started, cpu_started = time.perf_counter(), time.process_time()
     model, history = train_localiser(cfg, train)
@@ -184,25 +199,61 @@ def run_training(
         "train_cpu_seconds": round(train_cpu_seconds, 2),
         "torch_threads": torch.get_num_threads(),
         "final_loss": history[-1]["loss"],
+        **extra,
     }
-    validation_ids = {
-        vid for vid, e in annotations["database"].items() if e["subset"] == "validation"
-    }
-    if validation_ids & set(read_json(index_path, "feature index")["videos"]):
-        validation = load_split(index_path, annotations_path, "validation")
-        metrics = evaluate_localiser(model, validation, boxes).metrics
+    if validation is not None:
+        metrics = evaluate_localiser(model, *validation).metrics
         summary["validation"] = {"num_frames": metrics["num_frames"], **metrics["overall"]}
     (out_dir / "train_log.json").write_text(json.dumps(history, indent=1))
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
+Validation = tuple[SpatialSnippets, EvaluationFrames] | None
+
+
+def _store_data(
+    index_path: str | Path,
+    boxes_path: str | Path,
+    annotations_path: str | Path,
+    cfg: SpatialTrainConfig,
+) -> tuple[SpatialSnippets, Validation, dict[str, Any]]:
+    """Training snippets and the validation split (if extracted) of the feature stores."""
+    annotations = read_json(annotations_path, "annotations file")
+    boxes = load_boxes(boxes_path)
+    train = load_split(index_path, annotations_path, "train")
+    if cfg.train_snippets == "events":
+        train = train.subset(event_snippets(train))
+    validation_ids = {
+        vid for vid, e in annotations["database"].items() if e["subset"] == "validation"
+    }
+    if not validation_ids & set(read_json(index_path, "feature index")["videos"]):
+        return train, None, {}
+    validation = load_split(index_path, annotations_path, "validation")
+    return train, (validation, evaluation_frames(validation, boxes)), {}
+
+
+def _set_data(set_dir: str | Path) -> tuple[SpatialSnippets, Validation, dict[str, Any]]:
+    """Training samples and the validation split (if the release has one) of a spatial set."""
+    train_path, train_source = training_split(set_dir)
+    train = load_set(train_path)[0]
+    validation_path = Path(set_dir) / "validation.npz"
+    validation = load_set(validation_path) if validation_path.is_file() else (None, None)
+    return train, validation if validation[1] is not None else None, {"train_split": train_source}
+
+
 @user_errors(StoreError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", required=True, help="index.json of stores with visual_grid")
-    parser.add_argument("--boxes", required=True, help="boxes.json (validation scores only)")
-    parser.add_argument("--annotations", required=True, help="UnAV-format annotations")
+    parser.add_argument("--index", help="index.json of stores with visual_grid")
+    parser.add_argument("--boxes", help="boxes.json (validation scores only)")
+    parser.add_argument("--annotations", help="UnAV-format annotations")
+    parser.add_argument(
+        "--set",
+        dest="set_dir",
+        help="instead of --index/--boxes/--annotations: a benchmark's spatial set folder "
+        "(pipeline.spatial.sets)",
+    )
     parser.add_argument(
         "--settings",
         required=True,
@@ -213,12 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation")
     args = parser.parse_args(argv)
+    stores = (args.index, args.boxes, args.annotations)
+    if (args.set_dir is None) != all(stores) or (args.set_dir and any(stores)):
+        parser.error("give either --set or all of --index, --boxes and --annotations")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = SpatialTrainConfig.from_settings(settings_argument(args.settings), args.seed)
     summary = run_training(
         index_path=args.index,
         boxes_path=args.boxes,
         annotations_path=args.annotations,
+        set_dir=args.set_dir,
         cfg=cfg,
         out_dir=args.out,
         name=args.name,

@@ -63,18 +63,24 @@ SEGMENTS = {
 
 
 def _spatial_stats(method: str, ciou: float) -> dict:
-    values = {"ciou_ap50": ciou, "ciou_auc": 0.5, "miou": 0.4, "fscore": 0.5}
+    """pipeline.spatial.table's per-method statistics: families as in metrics.json."""
+    values = {
+        "ezvsl": {"ciou": ciou, "auc": 0.5, "mean_ciou": 0.45},
+        "slavc": {"ap": 0.3, "max_f1": 0.4, "precision": ciou},
+        "avsbench": {"miou": 0.4, "fscore": 0.5},
+    }
     return {
         "method": method,
         "seeds": [0, 1],
         "num_parameters": 500,
         "mean": {**values, "train_cpu_seconds": 3.0, "throughput_frames_per_s": 900.0},
-        "std": {key: 0.01 for key in values},
+        "std": {family: {key: 0.01 for key in metrics} for family, metrics in values.items()},
     }
 
 
 SPATIAL = {
-    "verdict": "M2VSL beats the similarity-map baseline on CIoU (AP50) only.",
+    "verdict": "M2VSL does not beat the similarity-map baseline on any headline metric; is "
+    "within noise on CIoU (EZ-VSL) (Welch's t-test, p >= 0.05).",
     "num_frames": 120,
     "methods": {
         "m2vsl": _spatial_stats("m2vsl", 0.70),
@@ -121,7 +127,15 @@ def test_winners_and_margins_by_hand(runs: list[Path]) -> None:
         "- Segment classification, test accuracy: **AV-BT + TACMA** 75.00 %, 17.00 above "
         "AV-BT audio (58.00 %); majority class 50.00 %." in text
     )
-    assert "- Spatial localisation, CIoU (AP50): **M2VSL** 0.700, 0.050 above" in text
+    assert "- Spatial localisation, CIoU (EZ-VSL): **M2VSL** 0.700, 0.050 above" in text
+    assert "- Spatial localisation, AP (SLAVC): **M2VSL** and **Similarity map (baseline)**" in text
+    spatial = numbers["tasks"]["spatial"]
+    assert spatial["rows"][0]["ezvsl.ciou"] == 0.70 and spatial["rows"][0]["ezvsl.ciou_std"] == 0.01
+    assert spatial["winners"]["avsbench.fscore"]["winners"] == [
+        "M2VSL",
+        "Similarity map (baseline)",
+    ]
+    assert "| M2VSL | 2 | **0.700** ± 0.010 | **0.500** ± 0.010 | **0.300** ± 0.010 |" in text
     assert "| AV-BT + TACMA | **75.0** | 2,100 | 1,000 |" in text
     assert "| loco | LoCo (cdp cross-attention, LCC) | **70.00** |" in text
 

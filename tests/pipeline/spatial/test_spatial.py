@@ -1,4 +1,5 @@
-"""Spatial sound localisation: metrics by hand, grid frames, ground truth, train -> table."""
+"""Spatial sound localisation: grid frames, ground truth, train -> evaluate -> table (the metrics
+are tested in test_metrics.py)."""
 
 import json
 from pathlib import Path
@@ -20,18 +21,6 @@ from pipeline.spatial.data import (
     grid_frames,
     load_boxes,
     load_split,
-)
-from pipeline.spatial.metrics import (
-    adaptive_mask,
-    ciou,
-    ciou_ap,
-    ciou_auc,
-    f_score,
-    f_score_curve,
-    frame_scores,
-    half_max_mask,
-    iou,
-    summarise,
 )
 from pipeline.store import StoreError, StoreInfo, read_store, write_store
 from pipeline.synth import generate
@@ -63,93 +52,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "boxes": root / "boxes.json",
         "annotations": root / "annotations.json",
     }
-
-
-# ---------------------------------------------------------------- metrics on hand-made maps
-
-
-def _box_mask(x0: int, y0: int, x1: int, y1: int, size: int = 8) -> np.ndarray:
-    return boxes_mask([[x0, y0, x1, y1]], size, size)
-
-
-def test_perfect_map_scores_one_and_a_map_off_the_box_scores_zero() -> None:
-    gt = _box_mask(1, 2, 4, 6)  # 3 x 4 = 12 pixels
-    perfect = gt.astype(float)
-    scores = frame_scores(perfect, gt, [[1, 2, 4, 6]], [])
-    assert scores["ciou"] == 1.0 and scores["ciou_half_max"] == 1.0
-    assert scores["iou"] == 1.0 and scores["fscore"] == pytest.approx(1.0)
-    assert scores["peak_in_sounding"] == 1.0
-    off = _box_mask(5, 0, 8, 4).astype(float)  # 12 pixels, disjoint from the box
-    assert ciou(adaptive_mask(off, int(gt.sum())), gt) == 0.0
-    assert frame_scores(off, gt, [[1, 2, 4, 6]], [[5, 0, 8, 4]])["peak_on_silent"] == 1.0
-    assert f_score(half_max_mask(off), gt) == 0.0 and iou(half_max_mask(off), gt) == 0.0
-
-
-def test_half_overlap_by_hand() -> None:
-    gt = _box_mask(0, 0, 4, 4)  # 16 pixels
-    shifted = _box_mask(2, 0, 6, 4).astype(float)  # 16 pixels, 8 of them in the box
-    # cIoU = |P & G| / (|G| + |P \ G|) = 8 / (16 + 8) = 1/3; IoU is the same.
-    assert ciou(adaptive_mask(shifted, 16), gt) == pytest.approx(1 / 3)
-    assert iou(half_max_mask(shifted), gt) == pytest.approx(1 / 3)
-    # Precision = recall = 1/2: F = 1.3 * 0.25 / (0.3 * 0.5 + 0.5) = 0.325 / 0.65 = 0.5.
-    assert f_score(half_max_mask(shifted), gt) == pytest.approx(0.5)
-
-
-def test_adaptive_threshold_keeps_as_many_pixels_as_the_ground_truth() -> None:
-    heatmap = np.arange(16, dtype=float).reshape(4, 4)
-    assert adaptive_mask(heatmap, 3).sum() == 3 and adaptive_mask(heatmap, 3)[3, 3]
-    # Ties at the cut are all kept: a constant map selects every pixel, cIoU = |G| / N.
-    gt = np.zeros((4, 4), dtype=bool)
-    gt[0, :2] = True
-    assert ciou(adaptive_mask(np.ones((4, 4)), 2), gt) == pytest.approx(2 / 16)
-    # Half-max: min-max normalised values 0, 1/15, ..., 1; >= 0.5 keeps values 8..15.
-    assert half_max_mask(heatmap).sum() == 8
-    assert half_max_mask(np.ones((4, 4))).sum() == 0  # a flat map localises nothing
-
-
-def test_graded_map_f_score_and_iou_by_hand() -> None:
-    gt = np.array([[1, 1, 0, 0]], dtype=bool)
-    heatmap = np.array([[0.9, 0.2, 0.7, 0.0]])  # normalised 1, 2/9, 7/9, 0
-    # >= 0.5 keeps pixels 0 and 2: TP 1, P 1/2, R 1/2 -> F 0.5; IoU 1/3.
-    assert f_score(half_max_mask(heatmap), gt) == pytest.approx(0.5)
-    assert iou(half_max_mask(heatmap), gt) == pytest.approx(1 / 3)
-    # F curve over thresholds t in [0, 1): t = 0 keeps all (P 1/2, R 1: F = 0.65 / 1.15);
-    # 0 < t <= 2/9 keeps 0, 1, 2 (P 2/3, R 1: F = 0.8667 / 1.2 = 0.7222); 2/9 < t <= 7/9
-    # keeps 0, 2 (F 0.5); t > 7/9 keeps pixel 0 (P 1, R 1/2: F = 0.65 / 0.8 = 0.8125).
-    curve = f_score_curve(heatmap, gt)
-    assert curve[0] == pytest.approx(0.65 / 1.15)
-    assert curve.max() == pytest.approx(0.8125) and curve[-1] == pytest.approx(0.8125)
-    assert np.any(np.isclose(curve, 1.3 * (2 / 3) / 1.2))
-
-
-def test_grid_oracle_on_a_cell_aligned_box() -> None:
-    masks = np.zeros((1, 48, 64), dtype=bool)
-    masks[0, 12:18, 16:24] = True  # cell (row 2, column 2) of an 8 x 8 grid on 64 x 48 pixels
-    oracle = evaluate.grid_oracle_heatmaps(masks, (8, 8))
-    assert oracle.shape == (1, 48, 64)
-    # Bilinear upsampling is a product of row and column weights: the cell's corner pixels
-    # (0.5625 * 0.5833 = 0.33) lose to the pixels just outside the middle of its sides
-    # (0.4375 * 0.9167 = 0.40), so even the oracle misses a few corner pixels.
-    assert oracle[0, 12, 16] == pytest.approx(0.5625 * (7 / 12))
-    assert oracle[0, 15, 15] == pytest.approx(0.4375 * (11 / 12))
-    assert 0.8 < ciou(adaptive_mask(oracle[0], int(masks.sum())), masks[0]) < 1.0
-
-
-def test_ap50_and_auc_by_hand() -> None:
-    cious = [0.0, 0.5, 1.0]
-    assert ciou_ap(cious) == pytest.approx(2 / 3)
-    # success(t): 1 at t = 0, 2/3 for 0 < t <= 0.5, 1/3 for 0.5 < t <= 1 on t = 0, 0.05, .., 1.
-    # Trapezoids: 0.05 * (1 + 2/3) / 2 + 9 * 0.05 * 2/3 + 0.05 * (2/3 + 1/3) / 2
-    #             + 9 * 0.05 * 1/3 = 0.041667 + 0.3 + 0.025 + 0.15 = 0.516667
-    assert ciou_auc(cious) == pytest.approx(0.516667, abs=1e-6)
-    assert ciou_auc([1.0, 1.0]) == pytest.approx(1.0)
-    summary = summarise(
-        [{"ciou": c, "ciou_half_max": c, "iou": c, "fscore": c, "peak_in_sounding": 1.0,
-          "peak_on_silent": 0.0} for c in cious],
-        [np.array([0.2, 0.6]), np.array([0.4, 0.2])],
-    )  # fmt: skip
-    assert summary["num_frames"] == 3 and summary["ciou_ap50"] == pytest.approx(2 / 3)
-    assert summary["fscore_max"] == pytest.approx(0.4)  # max of the mean curve (0.3, 0.4)
 
 
 # ------------------------------------------------------------- ground truth and grid frames
@@ -275,9 +177,14 @@ def test_train_evaluate_table_end_to_end(tiny: dict[str, Path], tmp_path: Path) 
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["method"] == method and metrics["num_frames"] > 0
         assert metrics["num_frames_with_silent_distractor"] <= metrics["num_frames"]
-        assert metrics["grid_oracle"]["ciou_ap50"] >= metrics["overall"]["ciou_ap50"]
-        for key in ("ciou_ap50", "ciou_auc", "miou", "fscore", "pointing_accuracy"):
-            assert 0.0 <= metrics["overall"][key] <= 1.0
+        assert metrics["num_negatives"] > 0 and metrics["overall"]["num_negatives"] > 0
+        overall, oracle = metrics["overall"], metrics["grid_oracle"]
+        assert oracle["ours"]["ciou_gt_area"] >= overall["ours"]["ciou_gt_area"]
+        assert oracle["slavc"]["ap"] >= overall["slavc"]["ap"]
+        for family, key, _ in table.COLUMNS:
+            value = overall[family][key]
+            assert value is None or 0.0 <= value <= 1.0, (family, key)
+        assert overall["slavc"]["precision"] == overall["ezvsl"]["ciou"]
         assert (run / "h.png").read_bytes()[:4] == b"\x89PNG"
         runs.append(run)
     out, merged = tmp_path / "spatial" / "table.md", tmp_path / "spatial" / "metrics.json"
@@ -286,14 +193,21 @@ def test_train_evaluate_table_end_to_end(tiny: dict[str, Path], tmp_path: Path) 
     text = out.read_text()
     assert "| M2VSL | 1 |" in text and "| Similarity map (baseline) | 2 |" in text
     assert "| Grid oracle (GT coverage per cell) | - |" in text
+    assert "| CIoU (EZ-VSL) | AUC (EZ-VSL) | AP (SLAVC) | max-F1 (SLAVC) |" in text
+    assert "| cIoU@\\|GT\\| ≥ 0.5 (ours) |" in text
     methods = json.loads(merged.read_text())["methods"]
     assert methods["similarity"]["seeds"] == [0, 1] and methods["m2vsl"]["seeds"] == [0]
     seed_values = [
-        json.loads((run / "metrics.json").read_text())["overall"]["ciou_auc"] for run in runs[1:]
+        json.loads((run / "metrics.json").read_text())["overall"]["ezvsl"]["auc"]
+        for run in runs[1:]
     ]
-    assert methods["similarity"]["mean"]["ciou_auc"] == pytest.approx(np.mean(seed_values))
-    assert methods["similarity"]["std"]["ciou_auc"] == pytest.approx(np.std(seed_values, ddof=1))
-    assert "M2VSL" in json.loads(merged.read_text())["verdict"]
+    similarity = methods["similarity"]
+    assert similarity["mean"]["ezvsl"]["auc"] == pytest.approx(np.mean(seed_values))
+    assert similarity["std"]["ezvsl"]["auc"] == pytest.approx(np.std(seed_values, ddof=1))
+    assert (
+        "M2VSL against the similarity-map baseline (one seed: no noise estimate)"
+        in (json.loads(merged.read_text())["verdict"])
+    )
     model, payload = checkpoint.load_localiser(runs[0] / "model.pt")
     assert payload["train_config"]["model"] == {"dim": 16} and model.grid_shape == (8, 8)
     bad = {"method": "m2vsl", "model": []}
@@ -306,9 +220,20 @@ def test_train_evaluate_table_end_to_end(tiny: dict[str, Path], tmp_path: Path) 
     assert (defaults.epochs, defaults.batch_size, defaults.seed) == (10, 64, 3)
 
 
-def _fake_run(name: str, method: str, seed: int, ciou: float) -> dict:
-    overall = {"ciou_ap50": ciou, "ciou_auc": 0.5, "ciou_mean": 0.5, "miou": 0.4, "fscore": 0.5}
-    overall["pointing_accuracy"] = 0.9
+def _fake_run(name: str, method: str, seed: int, ciou: float, ap: float = 0.3) -> dict:
+    """A run as pipeline.spatial.table.load_run returns it: CIoU (EZ-VSL) and AP (SLAVC) as
+    given, every other metric the same for all runs."""
+    overall = {
+        "ezvsl": {"ciou": ciou, "auc": 0.5, "mean_ciou": 0.5},
+        "slavc": {"ap": ap, "max_f1": 0.4, "precision": ciou},
+        "avsbench": {"miou": 0.4, "fscore": 0.5},
+        "ours": {
+            "ciou_gt_area": 0.6,
+            "mean_ciou_gt_area": 0.5,
+            "pointing_accuracy": 0.9,
+            "peak_on_silent_rate": None,
+        },
+    }
     return {
         "name": name,
         "method": method,
@@ -324,23 +249,61 @@ def _fake_run(name: str, method: str, seed: int, ciou: float) -> dict:
 
 def test_table_rows_are_runs_and_each_is_compared_with_the_baseline() -> None:
     runs = [
-        _fake_run("similarity", "similarity", 0, 0.60),
-        _fake_run("similarity", "similarity", 1, 0.62),
-        _fake_run("m2vsl", "m2vsl", 0, 0.70),
-        _fake_run("m2vsl", "m2vsl", 1, 0.72),
+        _fake_run("similarity", "similarity", 0, 0.60, ap=0.30),
+        _fake_run("similarity", "similarity", 1, 0.62, ap=0.34),
+        _fake_run("m2vsl", "m2vsl", 0, 0.70, ap=0.31),
+        _fake_run("m2vsl", "m2vsl", 1, 0.72, ap=0.35),
         _fake_run("m2vsl_finest", "m2vsl", 0, 0.50),
         _fake_run("m2vsl_finest", "m2vsl", 1, 0.52),
+        _fake_run("m2vsl_noisy", "m2vsl", 0, 0.55),
+        _fake_run("m2vsl_noisy", "m2vsl", 1, 0.75),
+        _fake_run("m2vsl_one", "m2vsl", 0, 0.80, ap=0.2),
     ]
     stats = table.aggregate(runs)
-    assert list(stats) == ["similarity", "m2vsl", "m2vsl_finest"]
-    assert stats["m2vsl"]["mean"]["ciou_ap50"] == pytest.approx(0.71)
-    assert stats["m2vsl"]["std"]["ciou_ap50"] == pytest.approx(np.std([0.70, 0.72], ddof=1))
+    assert list(stats) == ["similarity", "m2vsl", "m2vsl_finest", "m2vsl_noisy", "m2vsl_one"]
+    assert stats["m2vsl"]["mean"]["ezvsl"]["ciou"] == pytest.approx(0.71)
+    assert stats["m2vsl"]["std"]["ezvsl"]["ciou"] == pytest.approx(np.std([0.70, 0.72], ddof=1))
+    assert np.isnan(stats["m2vsl"]["mean"]["ours"]["peak_on_silent_rate"])
+    # Welch, CIoU 0.71 vs 0.61, both std 0.01414 over 2 seeds: t = 0.1 / sqrt(0.0002 / 2 +
+    # 0.0002 / 2) = 7.071, df = 2, two-sided p = 1 - t / sqrt(t^2 + 2) = 0.0194 < 0.05.
+    # AP 0.33 vs 0.32, both std 0.0283: t = 0.01 / 0.0283 = 0.354, df = 2, p = 1 - 0.354 /
+    # sqrt(0.125 + 2) = 0.757: within noise. The other metrics are equal (no spread): p = 1.
+    compared = table.versus_baseline(stats)
+    assert compared["m2vsl"][0]["p_value"] == pytest.approx(0.019419, abs=1e-6)
+    findings = [entry["finding"] for entry in compared["m2vsl"]]
+    assert findings == ["higher", *["within noise"] * 5]
     sentence = table.verdict(stats)
     assert sentence.startswith(
-        "M2VSL beats the similarity-map baseline on CIoU (AP50) only (mean ± std over 2 and 2 "
-        "seeds, M2VSL first: CIoU (AP50) 0.710 ± 0.014 vs 0.610 ± 0.014;"
+        "M2VSL beats the similarity-map baseline on CIoU (EZ-VSL) only; is within noise on "
+        "AUC (EZ-VSL), AP (SLAVC), max-F1 (SLAVC), mIoU (AVSBench), F-score (AVSBench) "
+        "(Welch's t-test, p >= 0.05) (mean ± std over 2 and 2 seeds, M2VSL first: "
+        "CIoU (EZ-VSL) 0.710 ± 0.014 vs 0.610 ± 0.014 (p = 0.019); AUC (EZ-VSL) 0.500 ± 0.000 "
+        "vs 0.500 ± 0.000 (p = 1.000); AP (SLAVC) 0.330 ± 0.028 vs 0.320 ± 0.028 (p = 0.757);"
     )
-    assert "M2VSL (m2vsl_finest) beats the similarity-map baseline on" not in sentence
     assert "M2VSL (m2vsl_finest) does not beat the similarity-map baseline on any" in sentence
+    assert "is beaten on CIoU (EZ-VSL) (mean ± std over 2 and 2 seeds, M2VSL (m2vsl_f" in sentence
+    # Noisy: mean 0.65 vs 0.61 is higher, but std 0.141 vs 0.014: se = sqrt(0.01 + 0.0001)
+    # = 0.1005, t = 0.398, Welch-Satterthwaite df = 0.0101^2 / (0.01^2 + 0.0001^2) = 1.02:
+    # p = 0.758, within noise.
+    assert compared["m2vsl_noisy"][0]["finding"] == "within noise"
+    assert compared["m2vsl_noisy"][0]["p_value"] == pytest.approx(0.7578, abs=1e-4)
+    assert "M2VSL (m2vsl_noisy) does not beat the similarity-map baseline on any headline " in (
+        sentence
+    )
+    assert "CIoU (EZ-VSL) 0.650 ± 0.141 vs 0.610 ± 0.014 (p = 0.758)" in sentence
+    # One seed: no test, only which means are higher.
+    assert compared["m2vsl_one"][0] == {
+        "metric": "ezvsl.ciou",
+        "title": "CIoU (EZ-VSL)",
+        "difference": pytest.approx(0.19),
+        "p_value": None,
+        "finding": "one seed: no noise estimate",
+    }
+    assert (
+        "M2VSL (m2vsl_one) against the similarity-map baseline (one seed: no noise estimate): "
+        "higher mean on CIoU (EZ-VSL) (mean ± std over 1 and 2 seeds" in sentence
+    )
+    alone = table.verdict({"m2vsl": stats["m2vsl"]})
+    assert alone == "M2VSL has the best CIoU (EZ-VSL), 0.710."
     with pytest.raises(ValueError, match="mixes methods"):
         table.aggregate([*runs, _fake_run("m2vsl", "similarity", 2, 0.5)])
