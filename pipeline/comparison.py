@@ -33,18 +33,11 @@ from typing import Any
 from models import check_detector_config
 from pipeline.cli import user_errors
 from pipeline.detection.report import RunRecord, load_run
-from pipeline.display_names import spatial_display_name
+from pipeline.display_names import SPATIAL_HEADLINE, spatial_display_name
 from pipeline.io import read_json
 
 DETECTION_THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9")
-SPATIAL_METRICS = (  # (family, metric, title) of pipeline.spatial.table; higher is better
-    ("ezvsl", "ciou", "CIoU (EZ-VSL)"),
-    ("ezvsl", "auc", "AUC (EZ-VSL)"),
-    ("slavc", "ap", "AP (SLAVC)"),
-    ("slavc", "max_f1", "max-F1 (SLAVC)"),
-    ("avsbench", "miou", "mIoU (AVSBench)"),
-    ("avsbench", "fscore", "F-score (AVSBench)"),
-)
+SPATIAL_METRICS = SPATIAL_HEADLINE  # (family, metric, title) of pipeline.spatial.table
 
 
 def describe_detector(model: Mapping[str, Any] | None) -> str:

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 # Registered sound-localiser name (models.m2vsl) -> its name in the tables.
 SPATIAL_DISPLAY_NAMES = {"m2vsl": "M2VSL", "similarity": "Similarity map (baseline)"}
+SPATIAL_HEADLINE = (  # (family, metric, title): the field's metrics, higher is better
+    ("ezvsl", "ciou", "CIoU (EZ-VSL)"),
+    ("ezvsl", "auc", "AUC (EZ-VSL)"),
+    ("slavc", "ap", "AP (SLAVC)"),
+    ("slavc", "max_f1", "max-F1 (SLAVC)"),
+    ("avsbench", "miou", "mIoU (AVSBench)"),
+    ("avsbench", "fscore", "F-score (AVSBench)"),
+)
 
 
 def spatial_display_name(name: str, method: str) -> str:

@@ -13,6 +13,7 @@ exclusive): the mask is the union of the boxes of the objects that sound at the 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,24 @@ def evaluation_frames(snippets: SpatialSnippets, boxes: dict[str, Any]) -> Evalu
         silent_boxes=silent_boxes,
         negative_rows=np.asarray(negatives, dtype=np.int64),
     )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, boxes_help: str) -> None:
+    """The spatial stages' data flags: the feature stores with a synthetic data set's boxes and
+    annotations, or a benchmark's spatial set (:mod:`pipeline.spatial.sets`)."""
+    parser.add_argument("--index", help="index.json of stores with visual_grid")
+    parser.add_argument("--boxes", help=boxes_help)
+    parser.add_argument("--annotations", help="UnAV-format annotations")
+    parser.add_argument(
+        "--set",
+        dest="set_dir",
+        help="instead of --index/--boxes/--annotations: a benchmark's spatial set folder "
+        "(pipeline.spatial.sets)",
+    )
+
+
+def check_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a command line that gives both data sources, or neither, or part of one."""
+    stores = (args.index, args.boxes, args.annotations)
+    if (args.set_dir is None) != all(stores) or (args.set_dir and any(stores)):
+        parser.error("give either --set or all of --index, --boxes and --annotations")

@@ -34,6 +34,8 @@ from pipeline.spatial.checkpoint import load_localiser
 from pipeline.spatial.data import (
     EvaluationFrames,
     SpatialSnippets,
+    add_data_arguments,
+    check_data_arguments,
     evaluation_frames,
     load_boxes,
     load_split,
@@ -285,15 +287,7 @@ def run_evaluation(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model.pt of pipeline.spatial.train")
-    parser.add_argument("--index", help="index.json of stores with visual_grid")
-    parser.add_argument("--boxes", help="boxes.json of the data set")
-    parser.add_argument("--annotations", help="UnAV-format annotations")
-    parser.add_argument(
-        "--set",
-        dest="set_dir",
-        help="instead of --index/--boxes/--annotations: a benchmark's spatial set folder "
-        "(pipeline.spatial.sets)",
-    )
+    add_data_arguments(parser, boxes_help="boxes.json of the data set")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--out", required=True, help="metrics JSON to write")
     parser.add_argument("--heatmaps", help="PNG of a few frames' heatmaps with their boxes")
@@ -304,9 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         help="draw heatmaps without decoding the video frames (or reading the images) under them",
     )
     args = parser.parse_args(argv)
-    stores = (args.index, args.boxes, args.annotations)
-    if (args.set_dir is None) != all(stores) or (args.set_dir and any(stores)):
-        parser.error("give either --set or all of --index, --boxes and --annotations")
+    check_data_arguments(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = run_evaluation(
         model_path=args.model,

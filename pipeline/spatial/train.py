@@ -38,6 +38,8 @@ from pipeline.spatial.checkpoint import save_localiser
 from pipeline.spatial.data import (
     EvaluationFrames,
     SpatialSnippets,
+    add_data_arguments,
+    check_data_arguments,
     evaluation_frames,
     event_snippets,
     load_boxes,
@@ -245,15 +247,7 @@ def _set_data(set_dir: str | Path) -> tuple[SpatialSnippets, Validation, dict[st
 @user_errors(StoreError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", help="index.json of stores with visual_grid")
-    parser.add_argument("--boxes", help="boxes.json (validation scores only)")
-    parser.add_argument("--annotations", help="UnAV-format annotations")
-    parser.add_argument(
-        "--set",
-        dest="set_dir",
-        help="instead of --index/--boxes/--annotations: a benchmark's spatial set folder "
-        "(pipeline.spatial.sets)",
-    )
+    add_data_arguments(parser, boxes_help="boxes.json (validation scores only)")
     parser.add_argument(
         "--settings",
         required=True,
@@ -264,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation")
     args = parser.parse_args(argv)
-    stores = (args.index, args.boxes, args.annotations)
-    if (args.set_dir is None) != all(stores) or (args.set_dir and any(stores)):
-        parser.error("give either --set or all of --index, --boxes and --annotations")
+    check_data_arguments(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = SpatialTrainConfig.from_settings(settings_argument(args.settings), args.seed)
     summary = run_training(
