@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +30,8 @@ from pipeline.spatial.benchmarks import (
     flickr_gt_map,
     read_benchmark,
 )
+from tests.test_workflow import check_ok, job_counts, snakemake
 
-SNAKEFILE = Path(__file__).resolve().parents[3] / "Snakefile"
 TINY_M2VSL = {"dim": 8, "hidden": 16, "mmt_heads": 2}
 TINY_SIMILARITY = {"dim": 8, "hidden": 16}
 
@@ -527,23 +525,6 @@ def test_dry_run_builds_the_dag_of_a_benchmark_config(tmp_path: Path) -> None:
         "spatial": {"seeds": [0, 1]},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(tmp_path),
-    ]
-    command += ["--configfile", str(tmp_path / "config.yaml"), "--cores", "1", "-n"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = result.stdout.split("Job stats:", 1)[1]
-    for rule, count in (("spatial_set", 1), ("spatial_train", 4), ("spatial_evaluate", 4),
-                        ("spatial_table", 1), ("all", 1)):  # fmt: skip
-        assert any(line.split() == [rule, str(count)] for line in jobs.splitlines()), jobs
-    assert "extract_shard" not in jobs and "import_" not in jobs and "comparison" not in jobs
+    jobs = job_counts(check_ok(snakemake(tmp_path, "-n", timeout=120)))
+    expected = {"spatial_set": 1, "spatial_train": 4, "spatial_evaluate": 4, "spatial_table": 1}
+    assert jobs == {**expected, "all": 1}, jobs
