@@ -16,7 +16,13 @@ from models.detector_config import DERIVED_KEYS
 from models.m2vsl import SOUND_LOCALISERS
 from models.registry import DETECTORS
 
-LOCALISER_DERIVED_KEYS = ("grid_dim", "audio_dim", "grid_shape")  # read from the grid store
+LOCALISER_DERIVED_KEYS = (  # read from the grid store and the labels
+    "grid_dim",
+    "audio_dim",
+    "grid_shape",
+    "grid_levels",
+    "num_classes",
+)
 
 
 def check_detector_config(model_cfg: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:
@@ -42,7 +48,8 @@ def check_detector_config(model_cfg: Mapping[str, Any], where: str | None = None
 def check_localiser_config(cfg: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:
     """Check a sound localiser's config ``{"name": "m2vsl" | "similarity", **kwargs}`` (as
     ``pipeline.spatial.train`` builds it from a run's ``method`` and ``model``) and resolve
-    its defaults; ``grid_dim``, ``audio_dim`` and ``grid_shape`` come from the data. ``where``
+    its defaults; ``grid_dim``, ``audio_dim``, ``grid_shape``, ``grid_levels`` and
+    ``num_classes`` come from the data. ``where``
     is the config's path for error messages (default the localiser's name).
 
     Raises:

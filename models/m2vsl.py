@@ -1,19 +1,25 @@
 """Visual sound-source localisers on per-snippet patch grids: M2VSL and a similarity baseline.
 
 Both take a snippet's visual patch grid ``(B, H', W', Dg)`` (``visual_grid`` of the feature
-store) and its audio embedding ``(B, Da)`` and return a localisation heatmap per frame. Both are
+store, which may pack a backbone's feature pyramid: ``grid_levels``,
+:func:`~models.m2vsl_parts.check_grid_levels`) and its audio embedding ``(B, Da)`` and return a
+localisation heatmap per frame. Both are
 weakly supervised: training sees which sound goes with which frame (and, for M2VSL's MMT, which
 event categories sound in the snippet), never a box or mask.
 
 - ``m2vsl``: Multi-scale Multi-instance Visual Sound Localization (arXiv 2409.00486, Sec. 3). A
-  pyramid of the grid (pooled 1x, 2x, 4x by default) is aligned with the audio by one
-  multiple-instance contrastive loss over the bag of all scales' locations (MMC), and a
-  transformer over category tokens, the sound and the cells of all scales (MMT) draws one map
-  per category, trained from the snippets' labels. The paper's backbones, its segmentation
-  decoder and its AVSBench mask supervision are not reproduced: the features here are fixed.
+  pyramid of visual features (a ResNet's stages packed in the grid by the ``resnet`` encoder,
+  the text's multi-scale features; or a one-level grid pooled 1x, 2x, 4x) is aligned with the
+  audio by one multiple-instance contrastive loss over the bag of all scales' locations (MMC),
+  and a transformer over category tokens, the sound and the cells of all scales (MMT) draws one
+  map per category, trained from the snippets' labels. The paper's trained backbones, its
+  segmentation decoder and its AVSBench mask supervision are not reproduced: the features here
+  are fixed.
 - ``similarity``: the plain audio-visual similarity map: cosine similarity between the
-  projected audio and every cell of the finest grid, trained with the same MMC loss at one
-  scale (EZ-VSL, arXiv 2203.09324, without its object-guided refinement).
+  projected audio and every cell of the grid (one level of a packed pyramid, the finest by
+  default),
+  trained with the same MMC loss at one scale (EZ-VSL, arXiv 2203.09324, without its
+  object-guided refinement).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from models.m2vsl_parts import (
     CategoryTransformer,
     GridPyramid,
     bag_similarity,
+    check_grid_levels,
     cosine_maps,
     mil_similarity,
     mmc_loss,
@@ -49,19 +56,37 @@ class SoundLocaliser(nn.Module):
         grid_shape: ``(H', W')`` cells of the grid, from the feature store.
         num_classes: event categories of the training labels (0: none); only localisers that
             learn from labels use it.
+        grid_levels: the backbone levels packed in the grid, ``(channels, factor)`` finest
+            first (:func:`~models.m2vsl_parts.check_grid_levels`), from the feature store;
+            ``None``: a plain one-level grid.
+
     """
 
     def __init__(
-        self, *, grid_dim: int, audio_dim: int, grid_shape: Sequence[int], num_classes: int = 0
+        self,
+        *,
+        grid_dim: int,
+        audio_dim: int,
+        grid_shape: Sequence[int],
+        num_classes: int = 0,
+        grid_levels: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         self.grid_dim, self.audio_dim = int(grid_dim), int(audio_dim)
         self.num_classes = int(num_classes)
         self.grid_shape = (int(grid_shape[0]), int(grid_shape[1]))
+        self.grid_levels = check_grid_levels(grid_levels, self.grid_dim)
+        self.visual: GridPyramid  # built by the subclasses
         self.register_buffer("grid_mean", torch.zeros(grid_dim))
         self.register_buffer("grid_std", torch.ones(grid_dim))
         self.register_buffer("audio_mean", torch.zeros(audio_dim))
         self.register_buffer("audio_std", torch.ones(audio_dim))
+
+    @property
+    def cell_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of :meth:`cell_scores`: the cells of the finest scale used."""
+        rows, cols = self.visual.shapes[0]
+        return rows, cols
 
     def set_normalisation(
         self, grid_mean: Tensor, grid_std: Tensor, audio_mean: Tensor, audio_std: Tensor
@@ -101,7 +126,8 @@ class SoundLocaliser(nn.Module):
         raise NotImplementedError
 
     def cell_scores(self, grid: Tensor, audio: Tensor) -> Tensor:
-        """Localisation score of every cell of the finest grid, (B, H', W'); higher = source."""
+        """Localisation score of every cell of the finest scale, (B, *cell_shape); higher =
+        source."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -112,7 +138,7 @@ class SoundLocaliser(nn.Module):
         is taken to cover the whole frame in equal cells, as the grid encoders compute it.
         """
         width, height = int(frame_size[0]), int(frame_size[1])
-        scores = self.cell_scores(grid, audio)  # (B, H', W')
+        scores = self.cell_scores(grid, audio)  # (B, rows, cols) of cell_shape
         upsampled = F.interpolate(
             scores[:, None], size=(height, width), mode="bilinear", align_corners=False
         )
@@ -124,12 +150,12 @@ SOUND_LOCALISERS = Registry(
     base=SoundLocaliser,
     contract="""Sound-source localiser contract.
 
-    Constructor: keyword-only; ``grid_dim``, ``audio_dim``, ``grid_shape`` and ``num_classes``
-    are derived from the data by the caller, the rest comes from the config.
+    Constructor: keyword-only; ``grid_dim``, ``audio_dim``, ``grid_shape``, ``grid_levels`` and
+    ``num_classes`` are derived from the data by the caller, the rest comes from the config.
     ``losses(grid: Tensor (B, H', W', Dg), audio: Tensor (B, Da), labels: Tensor (B, C) |
     None) -> dict[str, Tensor]`` with a scalar ``"loss"`` (row b of the grid, the audio and the
     labels come from the same snippet);
-    ``cell_scores(grid, audio) -> Tensor (B, H', W')``; ``heatmap(grid, audio, frame_size=(W,
+    ``cell_scores(grid, audio) -> Tensor (B, *cell_shape)``; ``heatmap(grid, audio, frame_size=(W,
     H)) -> Tensor (B, H, W)``. Inputs are raw store values; the model normalises them with the
     statistics set by ``set_normalisation``.
     """,
@@ -145,6 +171,9 @@ class SimilarityMap(SoundLocaliser):
         audio_dim: audio embedding width (derived).
         grid_shape: ``(H', W')`` grid cells (derived).
         num_classes: event categories (derived; unused: the baseline learns without labels).
+        grid_levels: backbone levels packed in the grid (derived).
+        level: which level of a packed grid the map is drawn on: 0 the finest (default), -1
+            the coarsest (EZ-VSL's map: ResNet-18's last stage, 7x7 at 224x224).
         dim: width of the shared space.
         hidden: hidden width of the visual and audio MLPs.
         temperature: InfoNCE temperature of the MMC loss.
@@ -157,16 +186,27 @@ class SimilarityMap(SoundLocaliser):
         audio_dim: int,
         grid_shape: Sequence[int],
         num_classes: int = 0,
+        grid_levels: Sequence[Sequence[int]] | None = None,
+        level: int = 0,
         dim: int = 32,
         hidden: int = 64,
         temperature: float = 0.2,
     ) -> None:
         super().__init__(
-            grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=grid_shape, num_classes=num_classes
+            grid_dim=grid_dim,
+            audio_dim=audio_dim,
+            grid_shape=grid_shape,
+            num_classes=num_classes,
+            grid_levels=grid_levels,
         )
         self.temperature = float(temperature)
         self.visual = GridPyramid(
-            in_dim=grid_dim, dim=dim, hidden=hidden, grid_shape=grid_shape, pool_factors=(1,)
+            in_dim=grid_dim,
+            dim=dim,
+            hidden=hidden,
+            grid_shape=grid_shape,
+            grid_levels=grid_levels,
+            levels=[level],
         )
         self.audio = AudioEmbedding(in_dim=audio_dim, hidden=hidden, dim=dim)
 
@@ -235,9 +275,14 @@ class M2VSL(SoundLocaliser):
         audio_dim: audio embedding width (derived).
         grid_shape: ``(H', W')`` grid cells (derived).
         num_classes: event categories of the labels (derived; the MMT's category tokens).
+        grid_levels: backbone levels packed in the grid (derived): when there are several,
+            they are the scales (the text's multi-scale features).
+        levels: the packed levels used as scales (indices, 0 the finest, -1 the coarsest);
+            ``None``: all (the scales ablation of a backbone pyramid).
         dim: width of the shared space and of the MMT tokens.
         hidden: hidden width of the visual and audio MLPs.
-        pool_factors: pooling factor of each pyramid scale, finest (1) first.
+        pool_factors: for a one-level grid, the pooling factor of each pyramid scale, finest
+            (1) first; ``None``: ``(1, 2, 4)``. A grid of several levels refuses it.
         mmc_bag: ``joint`` (one bag over all scales, the text) or ``per_scale``.
         scale_weights: with ``per_scale``, each scale's loss weight (normalised to sum 1).
         temperature: InfoNCE temperature of the MMC loss.
@@ -260,9 +305,11 @@ class M2VSL(SoundLocaliser):
         audio_dim: int,
         grid_shape: Sequence[int],
         num_classes: int = 0,
+        grid_levels: Sequence[Sequence[int]] | None = None,
+        levels: Sequence[int] | None = None,
         dim: int = 32,
         hidden: int = 64,
-        pool_factors: Sequence[int] = (1, 2, 4),
+        pool_factors: Sequence[int] | None = None,
         mmc_bag: str = "joint",
         scale_weights: Sequence[float] | None = None,
         temperature: float = 0.2,
@@ -277,7 +324,11 @@ class M2VSL(SoundLocaliser):
         class_temperature: float = 0.1,
     ) -> None:
         super().__init__(
-            grid_dim=grid_dim, audio_dim=audio_dim, grid_shape=grid_shape, num_classes=num_classes
+            grid_dim=grid_dim,
+            audio_dim=audio_dim,
+            grid_shape=grid_shape,
+            num_classes=num_classes,
+            grid_levels=grid_levels,
         )
         if mmc_bag not in MMC_BAGS:
             raise ValueError(f"model key 'mmc_bag' must be one of {MMC_BAGS}, got {mmc_bag!r}")
@@ -286,19 +337,31 @@ class M2VSL(SoundLocaliser):
                 f"model key 'mmt_map_features' must be one of {MAP_FEATURES}, "
                 f"got {mmt_map_features!r}"
             )
-        if scale_weights is not None and mmc_bag != "per_scale":
-            raise ValueError("model key 'scale_weights' needs mmc_bag: per_scale")
-        if scale_weights is None:
-            scale_weights = [1.0] * len(pool_factors)
-        if len(scale_weights) != len(pool_factors) or min(scale_weights) < 0:
-            raise ValueError(
-                f"model key 'scale_weights' needs one non-negative weight per scale "
-                f"({len(pool_factors)}), got {list(scale_weights)}"
-            )
         if mmt and self.num_classes < 1:
             raise ValueError(
                 "M2VSL's MMT needs event categories (video-level labels) to train its category "
                 "tokens, and the data has none; set the model key 'mmt: false' to train MMC only"
+            )
+        if pool_factors is None and len(self.grid_levels) == 1:
+            pool_factors = (1, 2, 4)
+        self.visual = GridPyramid(
+            in_dim=grid_dim,
+            dim=dim,
+            hidden=hidden,
+            grid_shape=grid_shape,
+            pool_factors=pool_factors,
+            grid_levels=grid_levels,
+            levels=levels,
+        )
+        num_scales = len(self.visual.shapes)
+        if scale_weights is not None and mmc_bag != "per_scale":
+            raise ValueError("model key 'scale_weights' needs mmc_bag: per_scale")
+        if scale_weights is None:
+            scale_weights = [1.0] * num_scales
+        if len(scale_weights) != num_scales or min(scale_weights) < 0:
+            raise ValueError(
+                f"model key 'scale_weights' needs one non-negative weight per scale "
+                f"({num_scales}), got {list(scale_weights)}"
             )
         total = float(sum(scale_weights))
         self.scale_weights = [float(w) / total for w in scale_weights]
@@ -308,13 +371,6 @@ class M2VSL(SoundLocaliser):
         self.mmt_map_features = mmt_map_features
         self.mmt_weight = float(mmt_weight)
         self.class_temperature = float(class_temperature)
-        self.visual = GridPyramid(
-            in_dim=grid_dim,
-            dim=dim,
-            hidden=hidden,
-            grid_shape=grid_shape,
-            pool_factors=pool_factors,
-        )
         self.audio = AudioEmbedding(in_dim=audio_dim, hidden=hidden, dim=dim)
         if self.use_mmt:
             self.mmt = CategoryTransformer(
@@ -406,6 +462,7 @@ def build_localiser(
     audio_dim: int,
     grid_shape: Sequence[int],
     num_classes: int = 0,
+    grid_levels: Sequence[Sequence[int]] | None = None,
 ) -> SoundLocaliser:
     """Build a registered localiser from ``{"name": ..., **kwargs}`` and the data's sizes."""
     return SOUND_LOCALISERS.build(
@@ -414,4 +471,5 @@ def build_localiser(
         audio_dim=audio_dim,
         grid_shape=list(grid_shape),
         num_classes=num_classes,
+        grid_levels=None if grid_levels is None else [list(level) for level in grid_levels],
     )

@@ -1,18 +1,21 @@
 """Building blocks of the sound-source localisers in :mod:`models.m2vsl`.
 
-- :class:`GridPyramid`: learnable multi-scale visual features from one patch grid (a per-cell
-  MLP, then average pooling to coarser grids and a projection head per scale).
+- :class:`GridPyramid`: learnable multi-scale visual features from a patch grid: a per-cell MLP,
+  then average pooling to coarser grids, or the levels of a backbone's pyramid packed in the
+  grid (:func:`check_grid_levels`), and a projection head per scale.
 - :class:`AudioEmbedding`: an MLP from the snippet's audio embedding to the shared space.
 - :func:`mil_similarity` and :func:`mmc_loss`: the multiple-instance contrastive objective of
-  EZ-VSL (Mo & Morgado, ECCV 2022, arXiv 2203.09324, Sec. 3) that M2VSL's MMC module applies
-  at every scale (arXiv 2409.00486, Sec. 3): a frame and a sound match as well as the best
-  location of the frame matches the sound; the other frames of the batch are the negatives.
-- :class:`MultiScaleTransformer`: M2VSL's MMT, a transformer over the tokens of all scales
-  plus one audio token whose output is a heatmap on the finest grid per (frame, sound) pair.
+  EZ-VSL (Mo & Morgado, ECCV 2022, arXiv 2203.09324, Sec. 3), and :func:`bag_similarity`, the
+  bag over every scale's locations of M2VSL's MMC (arXiv 2409.00486, Sec. 3): a frame and a
+  sound match as well as the best location of the frame matches the sound; the other frames of
+  the batch are the negatives.
+- :class:`CategoryTransformer`: M2VSL's MMT, a transformer over category tokens, the sound and
+  (optionally) the cells of all scales, whose category embeddings draw the category maps.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,18 +30,82 @@ def pooled_shape(grid_shape: Sequence[int], pool_factor: int) -> tuple[int, int]
     return math.ceil(rows / pool_factor), math.ceil(cols / pool_factor)
 
 
+def check_grid_levels(
+    grid_levels: Sequence[Sequence[int]] | None, grid_dim: int
+) -> tuple[tuple[int, int], ...]:
+    """The layout of a grid that packs a backbone's feature pyramid, checked against its width.
+
+    A grid row ``(H', W', Dg)`` may hold several levels of a backbone (a ResNet's stages): level
+    ``l`` of ``c_l`` channels has ``f_l`` times the grid's resolution and is packed
+    space-to-depth (``torch.nn.functional.pixel_unshuffle``) into ``c_l f_l^2`` values per
+    cell, the levels concatenated along the last axis, finest (largest ``f_l``) first. A plain
+    grid is one level, ``((Dg, 1),)``, the value for ``None``.
+
+    Raises:
+        ValueError: the levels are not ``(channels, factor)`` pairs of positive integers with
+            strictly decreasing factors, or their packed widths do not add up to ``grid_dim``.
+    """
+    if grid_levels is None:
+        return ((int(grid_dim), 1),)
+    levels = tuple((int(c), int(f)) for c, f in grid_levels)
+    factors = [f for _, f in levels]
+    packed = sum(c * f * f for c, f in levels)
+    if (
+        not levels
+        or min(c for c, _ in levels) < 1
+        or min(factors) < 1
+        or any(a <= b for a, b in itertools.pairwise(factors))
+        or packed != grid_dim
+    ):
+        raise ValueError(
+            f"grid_levels {[list(level) for level in levels]} must be (channels, factor) pairs, "
+            f"finest (largest factor) first, whose packed widths channels * factor^2 add up to "
+            f"the grid's {grid_dim} values per cell (they add up to {packed})"
+        )
+    return levels
+
+
+def unpack_levels(grid: Tensor, grid_levels: Sequence[tuple[int, int]]) -> list[Tensor]:
+    """A packed grid (B, Dg, H', W') -> one map per level, (B, c_l, f_l H', f_l W'), finest
+    first (the inverse of the packing of :func:`check_grid_levels`)."""
+    parts = torch.split(grid, [c * f * f for c, f in grid_levels], dim=1)
+    return [
+        F.pixel_shuffle(part, f) if f > 1 else part
+        for part, (_, f) in zip(parts, grid_levels, strict=True)
+    ]
+
+
+def _cell_mlp(in_dim: int, hidden: int, dim: int) -> nn.Sequential:
+    """A two-layer MLP applied to every cell (1x1 convolutions)."""
+    return nn.Sequential(
+        nn.Conv2d(in_dim, hidden, kernel_size=1),
+        nn.GELU(),
+        nn.Conv2d(hidden, dim, kernel_size=1),
+    )
+
+
 class GridPyramid(nn.Module):
     """Multi-scale visual features of a patch grid (M2VSL's learnable multi-scale features).
 
-    Each cell goes through a small MLP (1x1 convolutions); scale ``s`` average-pools the cell
-    features to ``ceil(H' / p_s) x ceil(W' / p_s)`` cells and applies its own projection head.
+    Two sources of scales:
+
+    - a one-level grid (CLIP patch tokens, the classic features): each cell goes through a
+      small MLP (1x1 convolutions); scale ``s`` average-pools the cell features to
+      ``ceil(H' / p_s) x ceil(W' / p_s)`` cells (``pool_factors``) and applies its own head;
+    - a grid that packs a backbone's levels (``grid_levels``, the ResNet pyramid of the
+      ``resnet`` encoder): the levels are the scales, each with its own cell MLP (the levels
+      differ in width) and head, at its own resolution.
 
     Args:
         in_dim: values per cell of the input grid (``Dg``).
         dim: width of the shared audio-visual space.
         hidden: width of the per-cell MLP's hidden layer.
         grid_shape: ``(H', W')`` cells of the input grid.
-        pool_factors: pooling factor of each scale, finest first; the first must be 1.
+        pool_factors: pooling factor of each scale of a one-level grid, finest first; the first
+            must be 1. ``None``: ``(1,)``. A grid of several levels refuses them.
+        grid_levels: the grid's packed levels (:func:`check_grid_levels`); ``None``: one level.
+        levels: the levels of a packed grid kept as scales (indices, 0 the finest, -1 the
+            coarsest), in the grid's order; ``None``: every level.
     """
 
     def __init__(
@@ -48,24 +115,50 @@ class GridPyramid(nn.Module):
         dim: int,
         hidden: int,
         grid_shape: Sequence[int],
-        pool_factors: Sequence[int],
+        pool_factors: Sequence[int] | None = None,
+        grid_levels: Sequence[Sequence[int]] | None = None,
+        levels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        pool_factors = tuple(int(p) for p in pool_factors)
-        if not pool_factors or pool_factors[0] != 1 or min(pool_factors) < 1:
-            raise ValueError(
-                f"model key 'pool_factors' must start with 1 (the finest grid) and hold "
-                f"positive integers, got {list(pool_factors)}"
-            )
+        self.grid_levels = check_grid_levels(grid_levels, in_dim)
         self.grid_shape = (int(grid_shape[0]), int(grid_shape[1]))
-        self.shapes = [pooled_shape(self.grid_shape, p) for p in pool_factors]
-        self.cell_mlp = nn.Sequential(
-            nn.Conv2d(in_dim, hidden, kernel_size=1),
-            nn.GELU(),
-            nn.Conv2d(hidden, dim, kernel_size=1),
-        )
+        rows, cols = self.grid_shape
+        self.pool_factors: tuple[int, ...] = ()
+        if len(self.grid_levels) > 1:
+            if pool_factors is not None:
+                raise ValueError(
+                    "model key 'pool_factors' applies to a one-level grid; this grid packs "
+                    f"{len(self.grid_levels)} levels of a backbone (grid_levels "
+                    f"{[list(level) for level in self.grid_levels]}), which are the scales: "
+                    "leave it unset"
+                )
+            count = len(self.grid_levels)
+            kept = list(range(count)) if levels is None else [int(i) for i in levels]
+            if not kept or any(not -count <= i < count for i in kept):
+                raise ValueError(
+                    f"model key 'levels' must index the grid's {count} levels ({-count} to "
+                    f"{count - 1}), got {levels}"
+                )
+            self.kept = sorted({i % count for i in kept})
+            used = [self.grid_levels[index] for index in self.kept]
+            self.shapes = [(rows * f, cols * f) for _, f in used]
+            self.cell_mlps = nn.ModuleList(_cell_mlp(c, hidden, dim) for c, _ in used)
+        else:
+            if levels is not None and any(int(i) not in (0, -1) for i in levels):
+                raise ValueError(
+                    f"model key 'levels' must be 0 or -1 on a one-level grid, got {levels}"
+                )
+            pool_factors = tuple(int(p) for p in (pool_factors or (1,)))
+            if pool_factors[0] != 1 or min(pool_factors) < 1:
+                raise ValueError(
+                    f"model key 'pool_factors' must start with 1 (the finest grid) and hold "
+                    f"positive integers, got {list(pool_factors)}"
+                )
+            self.pool_factors = pool_factors
+            self.shapes = [pooled_shape(self.grid_shape, p) for p in pool_factors]
+            self.cell_mlps = nn.ModuleList([_cell_mlp(in_dim, hidden, dim)])
         self.heads = nn.ModuleList(
-            nn.Sequential(nn.GELU(), nn.Conv2d(dim, dim, kernel_size=1)) for _ in pool_factors
+            nn.Sequential(nn.GELU(), nn.Conv2d(dim, dim, kernel_size=1)) for _ in self.shapes
         )
 
     def forward(self, grid: Tensor) -> list[Tensor]:
@@ -75,12 +168,17 @@ class GridPyramid(nn.Module):
                 f"the model was built for a {self.grid_shape} grid but got "
                 f"{tuple(grid.shape[-2:])}; features from another extraction?"
             )
-        cells = self.cell_mlp(grid)  # (B, dim, H', W')
-        maps = []
-        for shape, head in zip(self.shapes, self.heads, strict=True):
-            pooled = cells if shape == self.grid_shape else F.adaptive_avg_pool2d(cells, shape)
-            maps.append(head(pooled))  # (B, dim, h_s, w_s)
-        return maps
+        if self.pool_factors:  # one level, pooled to the scales
+            cells = self.cell_mlps[0](grid)  # (B, dim, H', W')
+            pooled = [
+                cells if shape == self.grid_shape else F.adaptive_avg_pool2d(cells, shape)
+                for shape in self.shapes
+            ]
+        else:  # the backbone's levels are the scales
+            levels = unpack_levels(grid, self.grid_levels)
+            kept = [levels[index] for index in self.kept]
+            pooled = [mlp(level) for mlp, level in zip(self.cell_mlps, kept, strict=True)]
+        return [head(m) for head, m in zip(self.heads, pooled, strict=True)]
 
 
 class AudioEmbedding(nn.Module):

@@ -65,16 +65,17 @@ def test_the_demo_config_compares_all_five_detectors():
 def test_every_localiser_builds_and_trains_a_step(extra: Path):
     config = _merged(extra)
     torch.manual_seed(0)
+    grid = {"grid_dim": 5, "grid_shape": (8, 8)}  # a one-level grid (classic, CLIP)
+    if config["extraction"]["visual"]["name"] == "resnet":  # a packed three-level pyramid
+        grid = {"grid_dim": 3 * 16 + 4 * 4 + 5, "grid_shape": (2, 2)}
+        grid["grid_levels"] = ((3, 4), (4, 2), (5, 1))
     for name, run in config["spatial"]["runs"].items():
         model = build_localiser(
-            {"name": run["method"], **run["model"]},
-            grid_dim=5,
-            audio_dim=6,
-            grid_shape=(8, 8),
-            num_classes=3,
+            {"name": run["method"], **run["model"]}, audio_dim=6, num_classes=3, **grid
         )
         labels = torch.eye(3)[torch.tensor([0, 1, 2, 0])]
-        losses = model.losses(torch.randn(4, 8, 8, 5), torch.randn(4, 6), labels)
+        grids = torch.randn(4, *grid["grid_shape"], grid["grid_dim"])
+        losses = model.losses(grids, torch.randn(4, 6), labels)
         losses["loss"].backward()
         assert torch.isfinite(losses["loss"]), name
 

@@ -1,4 +1,5 @@
-"""Encoder registry: weight-free classic encoders and pretrained CLIP / VideoMAE / CLAP / AST.
+"""Encoder registry: weight-free classic encoders and pretrained CLIP / ResNet / VideoMAE / CLAP /
+AST.
 
 Build an encoder once per extraction job from its config and call it on many batches::
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from pipeline.encoders.classic_audio import ClassicAudioEncoder
     from pipeline.encoders.classic_visual import ClassicVisualEncoder
     from pipeline.encoders.clip import CLIPVisualEncoder
+    from pipeline.encoders.resnet import ResNetVisualEncoder
     from pipeline.encoders.videomae import VideoMAEVisualEncoder
 
 # Encoder classes, imported from their module on first attribute access (PEP 562), so that
@@ -45,6 +47,7 @@ LAZY_CLASSES = {
     "ClassicAudioEncoder": "pipeline.encoders.classic_audio",
     "ClassicVisualEncoder": "pipeline.encoders.classic_visual",
     "CLIPVisualEncoder": "pipeline.encoders.clip",
+    "ResNetVisualEncoder": "pipeline.encoders.resnet",
     "VideoMAEVisualEncoder": "pipeline.encoders.videomae",
 }
 
@@ -75,6 +78,7 @@ __all__ = [
     "ClassicVisualEncoder",
     "MissingWeightsError",
     "Registry",
+    "ResNetVisualEncoder",
     "VideoMAEVisualEncoder",
     "VisualEncoder",
     "VisualEncoderRegistry",

@@ -63,6 +63,9 @@ class VisualEncoder(ABC):
         frames_per_snippet: F, frames sampled uniformly inside each snippet window.
         grid_shape: ``(H', W')`` of :meth:`encode_grid`, or ``None`` if unsupported.
         grid_dim: Dg, feature width of one grid cell, or ``None`` if unsupported.
+        grid_levels: for a grid that packs a backbone's feature pyramid (``resnet``), its
+            ``(channels, factor)`` per level, finest first
+            (:func:`models.m2vsl_parts.check_grid_levels`); ``None``: a plain grid.
     """
 
     name: str
@@ -71,6 +74,7 @@ class VisualEncoder(ABC):
     frames_per_snippet: int
     grid_shape: tuple[int, int] | None = None
     grid_dim: int | None = None
+    grid_levels: tuple[tuple[int, int], ...] | None = None
 
     @abstractmethod
     def encode(self, clips: np.ndarray) -> np.ndarray:
@@ -83,7 +87,8 @@ class VisualEncoder(ABC):
         """
         raise NotImplementedError(
             f"visual encoder {self.name!r} has no spatial grid (grid_shape is None); "
-            "pick an encoder with a grid (e.g. 'classic', 'clip' with a ViT, 'videomae')"
+            "pick an encoder with a grid (e.g. 'classic', 'clip' with a ViT, 'resnet', "
+            "'videomae')"
         )
 
     def encode_with_grid(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -106,7 +106,8 @@ class VisualEncoderRegistry(EncoderRegistry):
     - constructor: keyword-only config kwargs (plus ``device``, ``fp16`` for torch models);
       loads its model once.
     - ``name``, ``dim`` (D), ``frame_size`` ``(width, height)``, ``frames_per_snippet`` (F),
-      ``grid_shape`` ``(H', W')`` or ``None``, ``grid_dim`` (Dg) or ``None``.
+      ``grid_shape`` ``(H', W')`` or ``None``, ``grid_dim`` (Dg) or ``None``, ``grid_levels``
+      (a packed feature pyramid's layout) or ``None``.
     - ``encode(clips)``: ``(B, F, H, W, 3)`` uint8 RGB, frames at ``frame_size``, F frames
       sampled uniformly inside each snippet window -> ``(B, D)`` float32.
     - ``encode_grid(clips)``: same input -> ``(B, H', W', Dg)`` float32 spatial grid.
@@ -145,6 +146,7 @@ VISUAL_ENCODERS = VisualEncoderRegistry(
     modules={
         "classic": "pipeline.encoders.classic_visual",
         "clip": "pipeline.encoders.clip",
+        "resnet": "pipeline.encoders.resnet",
         "videomae": "pipeline.encoders.videomae",
     }
 )

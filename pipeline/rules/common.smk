@@ -17,6 +17,7 @@ from pipeline.config import (
     spatial_settings,
     task_enabled,
 )
+from pipeline.published import localisation_key
 from pipeline.sources import annotations_path, list_videos, shard
 
 DATASET = config["dataset"]["name"]

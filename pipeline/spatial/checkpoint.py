@@ -14,7 +14,7 @@ from typing import Any
 from models.m2vsl import SoundLocaliser, build_localiser
 from pipeline.runtime import load_checkpoint, save_checkpoint
 
-CHECKPOINT_FORMAT = "spatial-localiser-v2"  # v2: num_classes (M2VSL category tokens)
+CHECKPOINT_FORMAT = "spatial-localiser-v3"  # v3: grid_levels (a backbone pyramid in the grid)
 
 
 def save_localiser(
@@ -42,6 +42,7 @@ def save_localiser(
                 "audio_dim": model.audio_dim,
                 "grid_shape": list(model.grid_shape),
                 "num_classes": model.num_classes,
+                "grid_levels": [list(level) for level in model.grid_levels],
             },
             "frame_size": list(frame_size),
             "state_dict": model.state_dict(),

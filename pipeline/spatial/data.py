@@ -14,6 +14,7 @@ exclusive): the mask is the union of the boxes of the objects that sound at the 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class SpatialSnippets:
         labels: (N, C) float32 multi-hot: the event categories sounding at each grid frame's
             time (the weak, video-level labels; no box).
         classes: the C category names, ``classes[c]`` for column c of ``labels``.
+        grid_levels: the backbone levels packed in each grid row, ``(channels, factor)``
+            finest first (:func:`models.m2vsl_parts.check_grid_levels`); ``None``: a plain
+            one-level grid.
     """
 
     grids: np.ndarray
@@ -59,6 +63,7 @@ class SpatialSnippets:
     sources: dict[str, str]
     labels: np.ndarray
     classes: tuple[str, ...]
+    grid_levels: tuple[tuple[int, int], ...] | None = None
 
     def __len__(self) -> int:
         return int(self.grids.shape[0])
@@ -77,7 +82,15 @@ class SpatialSnippets:
             sources=self.sources,
             labels=self.labels[rows],
             classes=self.classes,
+            grid_levels=self.grid_levels,
         )
+
+
+def encoder_grid_levels(visual_encoder: Mapping[str, Any]) -> tuple[tuple[int, int], ...] | None:
+    """The ``grid_levels`` a visual encoder's recorded config declares (the ``resnet``
+    encoder's packed pyramid), or ``None`` for a plain grid."""
+    levels = visual_encoder.get("grid_levels")
+    return None if levels is None else tuple((int(c), int(f)) for c, f in levels)
 
 
 def split_video_ids(annotations: dict[str, Any], split: str, source: str) -> list[str]:
@@ -127,23 +140,22 @@ def load_split(index_path: str | Path, annotations_path: str | Path, split: str)
         )
     columns: dict[str, list[np.ndarray]] = {name: [] for name in ("grid", "audio", "frame")}
     ids, rows, sources = [], [], {}
-    video_fps, frame_size, grid_shape = None, None, None
+    first = None  # frame rate, frame size, grid shape and grid levels of the first video
     for vid in wanted:
         store_path = index_path.parent / index["videos"][vid]["store"]
         features = read_store(store_path, with_grid=True)
-        this_size = features.info.require("frame_size")
-        this_fps = features.info.require("video_fps")
-        if video_fps is None:
-            video_fps, frame_size, grid_shape = this_fps, this_size, features.visual_grid.shape[1:]
-        if (this_fps, this_size, features.visual_grid.shape[1:]) != (
-            video_fps,
-            frame_size,
-            grid_shape,
-        ):
+        this = (
+            features.info.require("video_fps"),
+            features.info.require("frame_size"),
+            features.visual_grid.shape[1:],
+            encoder_grid_levels(features.info.encoders.get("visual", {})),
+        )
+        first = first or this
+        if this != first:
             raise StoreError(
-                f"{store_path}: frame rate {this_fps}, frame size {this_size} or grid "
-                f"{features.visual_grid.shape[1:]} differ from the split's first video "
-                f"({video_fps}, {frame_size}, {grid_shape}); extract all videos alike"
+                f"{store_path}: frame rate {this[0]}, frame size {this[1]}, grid {this[2]} or "
+                f"grid levels {this[3]} differ from the split's first video {first}; extract "
+                "all videos alike"
             )
         columns["grid"].append(features.visual_grid)
         columns["audio"].append(features.audio)
@@ -153,6 +165,7 @@ def load_split(index_path: str | Path, annotations_path: str | Path, split: str)
         sources[vid] = features.info.video_path or ""
     frame_index = np.concatenate(columns["frame"])
     video_ids = np.asarray(ids)
+    video_fps, frame_size, _, grid_levels = first
     frame_time_s = frame_index / video_fps
     classes = parse_annotations(annotations, source=str(annotations_path)).labels
     return SpatialSnippets(
@@ -167,6 +180,7 @@ def load_split(index_path: str | Path, annotations_path: str | Path, split: str)
         sources=sources,
         labels=frame_labels(video_ids, frame_time_s, annotations, len(classes)),
         classes=classes,
+        grid_levels=grid_levels,
     )
 
 

@@ -180,7 +180,7 @@ def evaluate_localiser(
     heatmaps, negative_heatmaps = all_heatmaps[:num_positive], all_heatmaps[num_positive:]
     per_frame = score_heatmaps(heatmaps, frames)
     summary = _summary(per_frame, heatmaps, frames, [negative_scores(h) for h in negative_heatmaps])
-    oracle = grid_oracle_heatmaps(frames.masks, model.grid_shape)
+    oracle = grid_oracle_heatmaps(frames.masks, model.cell_shape)
     empty_oracle = negative_scores(np.full((height, width), -1.0))  # coverage 0 everywhere
     oracle_summary = _summary(
         score_heatmaps(oracle, frames), oracle, frames, [empty_oracle] * len(frames.negative_rows)

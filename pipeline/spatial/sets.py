@@ -61,7 +61,7 @@ from pipeline.spatial.benchmarks import (
     Release,
     read_benchmark,
 )
-from pipeline.spatial.data import EvaluationFrames, SpatialSnippets
+from pipeline.spatial.data import EvaluationFrames, SpatialSnippets, encoder_grid_levels
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,9 @@ def _default(registry: Any, name: str, key: str) -> Any:
 
 def check_encoder_weights(visual: Mapping[str, Any], audio: Mapping[str, Any]) -> None:
     """The encoders' weights are on this machine, without loading them (run when the DAG is
-    built): open_clip checkpoints in the local caches or ``weights_path``; Hugging Face models
-    (CLAP, AST) as a folder or in the hub cache. ``download: true`` skips the check.
+    built): open_clip checkpoints in the local caches or ``weights_path``; torchvision ResNet
+    checkpoints in the torch hub cache or ``weights_path``; Hugging Face models (CLAP, AST) as a
+    folder or in the hub cache. ``download: true`` skips the check.
 
     Raises:
         MissingWeightsError: naming the model and how to get it.
@@ -125,7 +126,9 @@ def check_encoder_weights(visual: Mapping[str, Any], audio: Mapping[str, Any]) -
     from pipeline.encoders.hub import cached_tag_checkpoint, hf_cache_location, looks_like_path
 
     if visual["name"] in NO_STILLS:
-        raise ValueError(f"extraction.visual: {NO_STILLS[visual['name']]}; use classic or clip")
+        raise ValueError(
+            f"extraction.visual: {NO_STILLS[visual['name']]}; use classic, clip or resnet"
+        )
     for registry, cfg in ((VISUAL_ENCODERS, visual), (AUDIO_ENCODERS, audio)):
         name = cfg["name"]
         if name == "classic" or cfg.get("download", False):
@@ -135,6 +138,11 @@ def check_encoder_weights(visual: Mapping[str, Any], audio: Mapping[str, Any]) -
             return cfg[key] if key in cfg else _default(registry, cfg["name"], key)
 
         cache_dir = option("cache_dir")
+        if name == "resnet":
+            from pipeline.encoders.resnet import resnet_checkpoint
+
+            resnet_checkpoint(option("arch"), option("weights"), option("weights_path"), cache_dir)
+            continue
         if name == "clip":
             model, weights_path = option("model"), option("weights_path")
             if weights_path is not None:
@@ -299,7 +307,9 @@ def build_set(settings: SetSettings, out_dir: str | Path) -> dict[str, Any]:
     visual = build_visual_encoder(settings.visual, device=settings.device, fp16=settings.fp16)
     audio = build_audio_encoder(settings.audio, device=settings.device, fp16=settings.fp16)
     if visual.grid_shape is None:
-        raise ValueError(f"visual encoder {visual.name!r} has no patch grid; use classic or clip")
+        raise ValueError(
+            f"visual encoder {visual.name!r} has no patch grid; use classic, clip or resnet"
+        )
     read = read_benchmark(release, min_audio_s=settings.window_s, on_error=settings.on_error)
     classes = sorted({name for sample in read.samples for name in sample.classes})
     info = {
@@ -345,6 +355,7 @@ def load_set(path: str | Path) -> tuple[SpatialSnippets, EvaluationFrames | None
     sample_ids = data["sample_ids"].astype(str)
     count = len(sample_ids)
     width, height = (int(v) for v in data["frame_size"])
+    visual_encoder = json.loads(str(data["info"]))["encoders"]["visual"]
     snippets = SpatialSnippets(
         grids=data["grids"].astype(np.float32, copy=False),
         audio=data["audio"].astype(np.float32, copy=False),
@@ -359,6 +370,7 @@ def load_set(path: str | Path) -> tuple[SpatialSnippets, EvaluationFrames | None
         ),
         labels=data["labels"].astype(np.float32, copy=False),
         classes=tuple(data["classes"].astype(str).tolist()),
+        grid_levels=encoder_grid_levels(visual_encoder),
     )
     if len(data["gt_rows"]) == 0:
         return snippets, None

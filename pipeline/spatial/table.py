@@ -7,10 +7,15 @@ and ours, labelled "(ours)". Every localiser is compared with the similarity-map
 field's metrics; a difference of the seed means is "within noise" unless Welch's t-test over the
 seeds gives p < 0.05.
 
+For a sound-source localisation benchmark, ``--published KEY`` (a ``localisation`` benchmark of
+``pipeline/data/published_results.yaml``, :mod:`pipeline.published`) adds a "Published" block:
+each published row in the field's columns, divided by 100 to our rows' scale (fractions), with
+its status and source; rows measured on another test set are printed apart, as not comparable.
+
 Usage: ``python -m pipeline.spatial.table --runs results/demo/spatial/m2vsl/seed0 ...
---out results/demo/spatial/table.md --json results/demo/spatial/metrics.json``; each run folder
-holds ``metrics.json`` (:mod:`pipeline.spatial.evaluate`) and ``train_summary.json``
-(:mod:`pipeline.spatial.train`).
+--out results/demo/spatial/table.md --json results/demo/spatial/metrics.json
+[--published flickr_soundnet]``; each run folder holds ``metrics.json``
+(:mod:`pipeline.spatial.evaluate`) and ``train_summary.json`` (:mod:`pipeline.spatial.train`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ from scipy import stats as scipy_stats
 from pipeline.cli import user_errors
 from pipeline.display_names import SPATIAL_HEADLINE, spatial_display_name
 from pipeline.io import read_json
+from pipeline.published import (
+    LOCALISATION_COLUMNS,
+    PUBLISHED_PATH,
+    entry_label,
+    localisation_benchmark,
+    published_entries,
+)
 
 FAMILIES = ("ezvsl", "slavc", "avsbench", "ours")  # metric families of metrics.json "overall"
 HEADLINE = SPATIAL_HEADLINE  # the field's metrics; SLAVC's Precision is EZ-VSL's CIoU here
@@ -39,6 +51,9 @@ COLUMNS = (  # (family, metric, column title) of the per-method statistics shown
     ("ours", "pointing_accuracy", "Pointing (ours)"),
     ("ours", "peak_on_silent_rate", "Peak on silent (ours)"),
 )
+FIELD_COLUMNS = tuple(column for column in COLUMNS if column[0] != "ours")  # published block's
+PUBLISHED_DIVISOR = 100.0  # published percent / 100: the scale of our rows (fractions)
+NOT_REPORTED = "–"  # a column the published source does not report
 NOISE_P_VALUE = 0.05  # Welch's t-test p at or above it: the difference is within noise
 ONE_SEED = "one seed: no noise estimate"
 
@@ -244,8 +259,111 @@ def _markdown(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def markdown_table(runs: Sequence[dict[str, Any]], title: str) -> str:
-    """The Markdown report: counts, the table, the verdict and the protocol."""
+def published_rows(key: str, path: str | Path = PUBLISHED_PATH) -> dict[str, Any]:
+    """The published rows of localisation benchmark ``key``, for the table and metrics.json.
+
+    Each entry: ``label`` (method and setting), ``status``, ``citation``, ``features``,
+    ``test_set`` (its own, None on the benchmark's), ``comparable``, ``percent`` (column ->
+    the published percent, None where not reported or not found) and ``values`` (our
+    ``overall`` families: ``values["ezvsl"]["ciou"]`` = percent / 100).
+
+    Raises:
+        PublishedResultsError: no such benchmark, or not a localisation one.
+    """
+    benchmark = localisation_benchmark(key, path=path)
+    entries = []
+    for entry in published_entries(key, path=path):
+        values: dict[str, dict[str, float | None]] = {}
+        for column, percent in entry.values.items():
+            family, metric = LOCALISATION_COLUMNS[column]
+            values.setdefault(family, {})[metric] = (
+                None if percent is None else percent / PUBLISHED_DIVISOR
+            )
+        entries.append(
+            {
+                "method": entry.method,
+                "label": entry_label({"method": entry.method, "setting": entry.setting}),
+                "setting": entry.setting,
+                "status": entry.status,
+                "citation": entry.citation,
+                "features": entry.features,
+                "test_set": entry.test_set,
+                "comparable": entry.comparable,
+                "percent": entry.values,
+                "values": values,
+            }
+        )
+    return {
+        "benchmark": key,
+        "name": benchmark.name,
+        "test_set": benchmark.test_set,
+        "scale": f"published percent / {PUBLISHED_DIVISOR:g} (fractions, as our rows)",
+        "entries": entries,
+    }
+
+
+def _published_cell(entry: dict[str, Any], family: str, metric: str) -> str:
+    """A published number on our scale, all its digits; ``n/a`` where the benchmark has the
+    column but the number was not found, ``–`` where the source does not report the metric."""
+    family_values = entry["values"].get(family, {})
+    if metric not in family_values:  # not a column of the benchmark
+        return NOT_REPORTED
+    value = family_values[metric]
+    if value is not None:
+        return f"{value:.4f}"
+    return "n/a" if entry["status"] == "not found" else NOT_REPORTED
+
+
+def published_markdown(published: dict[str, Any] | None) -> list[str]:
+    """The "Published" block's lines: the rows on our test set, those on another one apart,
+    their sources; one line when the data set has no published numbers."""
+    if published is None:
+        return ["No published numbers for this data set.", ""]
+    sources = list(dict.fromkeys(entry["citation"] for entry in published["entries"]))
+    header = " | ".join(_markdown(title) for _, _, title in FIELD_COLUMNS)
+    table_head = [
+        f"| Published | Status | {header} | Encoders | Source |",
+        "|---" * (len(FIELD_COLUMNS) + 4) + "|",
+    ]
+
+    def row(entry: dict[str, Any]) -> str:
+        cells = " | ".join(_published_cell(entry, f, m) for f, m, _ in FIELD_COLUMNS)
+        return (
+            f"| {_markdown(entry['label'])} | {entry['status']} | {cells} "
+            f"| {_markdown(entry['features'] or 'not stated')} "
+            f"| [{sources.index(entry['citation']) + 1}] |"
+        )
+
+    same = [entry for entry in published["entries"] if entry["comparable"]]
+    other = [entry for entry in published["entries"] if not entry["comparable"]]
+    lines = [
+        f"## Published: {published['name']}",
+        "",
+        f"Test set: {published['test_set']}. Published percentages divided by "
+        f"{PUBLISHED_DIVISOR:g}, to the scale of our rows (every published digit kept); `n/a`: "
+        f"not found in the source, `{NOT_REPORTED}`: not reported by it. Published rows use "
+        "the authors' own encoders, trained end to end (training set in parentheses) by "
+        "their protocol, and their evaluation code at 224 x 224; ours train only a localiser on "
+        "fixed, pre-extracted features (extraction.visual and extraction.audio, listed in "
+        "spatial_set/report.json), scored by this pipeline's evaluators. A difference is one of "
+        "whole systems, not of localisers.",
+        "",
+    ]
+    lines += [*table_head, *map(row, same)] if same else ["No published row on this test set."]
+    if other:
+        lines += ["", "On another test set, not comparable with our rows:", "", *table_head]
+        lines += [row(entry) for entry in other]
+        lines += [""] + [f"- {entry['label']}: {entry['test_set']}." for entry in other]
+    lines += ["", "Sources (pipeline/data/published_results.yaml):", ""]
+    lines += [f"{n}. {citation}" for n, citation in enumerate(sources, start=1)]
+    return [*lines, ""]
+
+
+def markdown_table(
+    runs: Sequence[dict[str, Any]], title: str, published: dict[str, Any] | None = None
+) -> str:
+    """The Markdown report: counts, the table, the verdict, the published rows
+    (:func:`published_rows`; None: the data set has none) and the protocol."""
     first, methods = runs[0], aggregate(runs)
     header = " | ".join(_markdown(name) for _, _, name in COLUMNS)
     lines = [
@@ -273,10 +391,8 @@ def markdown_table(runs: Sequence[dict[str, Any]], title: str) -> str:
         for family, metric, _ in COLUMNS
     )
     lines.append(f"| Grid oracle (GT coverage per cell) | - | {oracle_cells} | - | - | - |")
+    lines += ["", verdict(methods), "", *published_markdown(published)]
     lines += [
-        "",
-        verdict(methods),
-        "",
         "The field's metrics, each as its authors' evaluator computes it, but at the frame size "
         "rather than 224 x 224. EZ-VSL: the min-max normalised heatmap at or above its median is "
         "the prediction (half the frame: cIoU >= 0.5 needs a ground truth covering at least a "
@@ -300,9 +416,25 @@ def markdown_table(runs: Sequence[dict[str, Any]], title: str) -> str:
 
 
 def write_table(
-    run_dirs: Sequence[str | Path], out_path: str | Path, json_path: str | Path, title: str
+    run_dirs: Sequence[str | Path],
+    out_path: str | Path,
+    json_path: str | Path,
+    title: str,
+    published_key: str | None = None,
+    published_path: str | Path = PUBLISHED_PATH,
 ) -> dict[str, dict[str, Any]]:
-    """Write the Markdown table and the merged metrics JSON; return the per-method stats."""
+    """Write the Markdown table and the merged metrics JSON; return the per-method stats.
+
+    Args:
+        run_dirs: run folders, each with metrics.json and train_summary.json.
+        out_path: table.md to write.
+        json_path: merged metrics JSON to write (``published``: :func:`published_rows` or None).
+        title: data set name, in the heading.
+        published_key: a localisation benchmark of the published-results file; None: no
+            published numbers (the synthetic data).
+        published_path: the published-results YAML.
+    """
+    published = None if published_key is None else published_rows(published_key, published_path)
     runs = [load_run(run_dir) for run_dir in run_dirs]
     if not runs:
         raise ValueError("the spatial table needs at least one run folder")
@@ -311,7 +443,7 @@ def write_table(
             raise ValueError(f"the runs differ in {key}; evaluate them on the same split")
     methods = aggregate(runs)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_path).write_text(markdown_table(runs, title))
+    Path(out_path).write_text(markdown_table(runs, title, published))
     merged = {
         "verdict": verdict(methods),
         "split": runs[0]["split"],
@@ -320,6 +452,7 @@ def write_table(
         "num_frames_with_silent_distractor": runs[0]["num_frames_with_silent_distractor"],
         "methods": methods,
         "versus_baseline": versus_baseline(methods),
+        "published": published,
         "runs": runs,
     }
     Path(json_path).write_text(json.dumps(_without_nan(merged), indent=1))
@@ -344,8 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="table.md to write")
     parser.add_argument("--json", required=True, help="merged metrics JSON to write")
     parser.add_argument("--title", default="synthetic benchmark", help="data set name")
+    parser.add_argument(
+        "--published",
+        metavar="KEY",
+        help="localisation benchmark of the published results (flickr_soundnet, vggss, ...)",
+    )
+    parser.add_argument(
+        "--published-results", default=str(PUBLISHED_PATH), help="published results YAML"
+    )
     args = parser.parse_args(argv)
-    methods = write_table(args.runs, args.out, args.json, args.title)
+    methods = write_table(
+        args.runs, args.out, args.json, args.title, args.published, args.published_results
+    )
     print(verdict(methods))
     return 0
 

@@ -112,6 +112,7 @@ def build_for_data(cfg: SpatialTrainConfig, snippets: SpatialSnippets) -> SoundL
         audio_dim=snippets.audio.shape[1],
         grid_shape=(rows, cols),
         num_classes=snippets.labels.shape[1],
+        grid_levels=snippets.grid_levels,
     )
 
 

@@ -265,10 +265,10 @@ def test_classic_audio_statistics_match_librosa():
 
 
 def test_registry_refuses_unknown_names_and_keys():
-    assert {"classic", "clip", "videomae"} <= set(VISUAL_ENCODERS.names())
+    assert {"classic", "clip", "resnet", "videomae"} <= set(VISUAL_ENCODERS.names())
     assert {"classic", "clap", "ast"} <= set(AUDIO_ENCODERS.names())
-    with pytest.raises(ValueError, match=r"'resnet'.*valid names: \['classic', 'clip'"):
-        build_visual_encoder({"name": "resnet"})
+    with pytest.raises(ValueError, match=r"'swin'.*valid names: \['classic', 'clip', 'resnet'"):
+        build_visual_encoder({"name": "swin"})
     with pytest.raises(ValueError, match=r"'visual encoder classic\.hue_binz'; valid keys here"):
         build_visual_encoder({"name": "classic", "hue_binz": 4})
     with pytest.raises(ValueError, match=r"classic\.n_mfcc'; valid keys here: .*n_mels"):
@@ -309,7 +309,7 @@ clips = np.zeros((1, visual.frames_per_snippet, height, width, 3), dtype=np.uint
 assert visual.encode(clips).shape == (1, visual.dim)
 assert audio.encode(np.zeros((1, 16000), dtype=np.float32)).shape == (1, audio.dim)
 try:
-    build_visual_encoder({"name": "resnet"})
+    build_visual_encoder({"name": "swin"})
 except ValueError as error:
     print(error)
 heavy = sorted(name for name in ("torch", "transformers", "open_clip") if name in sys.modules)
@@ -328,9 +328,8 @@ def test_classic_encoders_do_not_import_torch():
     assert result.returncode == 0, result.stderr
     assert "heavy modules: []" in result.stdout
     # Unknown names list every built-in encoder, also those whose module is not imported yet.
-    assert "unknown visual encoder 'resnet'; valid names: ['classic', 'clip', 'videomae']" in (
-        result.stdout
-    )
+    valid = "['classic', 'clip', 'resnet', 'videomae']"
+    assert f"unknown visual encoder 'swin'; valid names: {valid}" in result.stdout
 
 
 def test_lazy_entry_imports_its_module_on_first_lookup():

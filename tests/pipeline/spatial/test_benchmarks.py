@@ -23,6 +23,7 @@ from pipeline.config import (
     validate_config,
 )
 from pipeline.encoders import MissingWeightsError
+from pipeline.published import PUBLISHED_PATH
 from pipeline.spatial import evaluate, sets, table, train
 from pipeline.spatial.benchmarks import (
     BenchmarkError,
@@ -525,6 +526,10 @@ def test_dry_run_builds_the_dag_of_a_benchmark_config(tmp_path: Path) -> None:
         "spatial": {"seeds": [0, 1]},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    jobs = job_counts(check_ok(snakemake(tmp_path, "-n", timeout=120)))
+    output = check_ok(snakemake(tmp_path, "-n", "--printshellcmds", timeout=120))
+    jobs = job_counts(output)
     expected = {"spatial_set": 1, "spatial_train": 4, "spatial_evaluate": 4, "spatial_table": 1}
     assert jobs == {**expected, "all": 1}, jobs
+    # the table gets the published rows of the import format's benchmark
+    (table_command,) = [line for line in output.splitlines() if "pipeline.spatial.table" in line]
+    assert f"--published avsbench_s4 --published-results {PUBLISHED_PATH}" in table_command
