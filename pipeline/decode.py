@@ -4,41 +4,56 @@ The time axis is the one :mod:`pipeline.probe` defines: second 0 is the first pr
 timestamp of the video stream (of the audio stream in audio-only files) and the axis ends
 where the container ends. Frames and audio samples both live on this axis. Probing itself
 (:func:`probe`, :class:`VideoInfo`, :class:`DecodeError`) lives in :mod:`pipeline.probe` and is
-re-exported here, so ``from pipeline.decode import probe`` keeps working.
+re-exported here, so ``from pipeline.decode import probe`` keeps working. The video stream is the
+main one (:func:`pipeline.probe.main_video_stream`), and its frames are turned as its display
+matrix asks, the way players show them.
+
+Damaged data is decoded the way ``ffmpeg`` decodes it: a packet the decoder rejects is skipped
+and the stream goes on (a video shows the previous frame, audio is silent for the packet's
+length), and frames the decoder marks corrupt are kept. Both are counted in a
+:class:`StreamDamage` and logged; when they cover more than ``max_damaged_fraction`` of the
+time axis the file is refused with :class:`DecodeError`, naming the figures.
 
 Truncated files (a download cut off part-way) always raise :class:`DecodeError`: either the
 container cannot be opened (an MP4 whose index sits at the end), or the decoded stream ends
-more than ``TRUNCATION_TOLERANCE_S`` before its declared end, in which case
-:func:`iter_frames` raises after yielding the frames it could decode, before yielding any
-padded ones, and :func:`read_audio` raises instead of returning.
+more than ``TRUNCATION_TOLERANCE_S`` before its declared end (the container's duration, or an
+AVI header's length), in which case :func:`iter_frames` raises after yielding the frames it
+could decode, before yielding any padded ones, and :func:`read_audio` raises instead of
+returning.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+from av.audio.frame import format_dtypes
 from av.video.reformatter import VideoReformatter
 
 from pipeline.probe import (
     DecodeError,
+    DisplayTransform,
     VideoInfo,
     checked_media_path,
     declared_stream_end_s,
-    first_video_stream,
+    main_video_stream,
     open_media,
     probe,
     probe_container,
 )
 
 __all__ = [
+    "MAX_DAMAGED_FRACTION",
     "TRUNCATION_TOLERANCE_S",
     "DecodeError",
     "NoAudioStream",
+    "StreamDamage",
     "VideoInfo",
     "ffmpeg_executable",
     "frame_indices",
@@ -48,11 +63,125 @@ __all__ = [
     "snippet_grid",
 ]
 
+log = logging.getLogger(__name__)
+
 TRUNCATION_TOLERANCE_S = 0.5  # a stream may end this much before its declared end
+MAX_DAMAGED_FRACTION = 0.05  # default share of the time axis undecodable data may cover
 
 
 class NoAudioStream(DecodeError):  # noqa: N818 (name fixed by the extraction stage)
     """The file has no audio stream (the extractor writes zero audio features)."""
+
+
+@dataclass
+class StreamDamage:
+    """Undecodable data met in one stream; :func:`iter_frames` and :func:`read_audio` fill in
+    the one they are given (zeros: the stream decoded cleanly)."""
+
+    packets: int = 0  # packets the decoder rejected, skipped as ffmpeg skips them
+    frames: int = 0  # frames the decoder returned marked corrupt (error-concealed), kept
+    seconds: float = 0.0  # stream time those packets and frames cover
+    packets_read: int = 0  # packets of the stream read
+    duration_s: float = 0.0  # length of the time axis, which ``fraction`` is a share of
+
+    @property
+    def fraction(self) -> float:
+        """Share of the time axis the damage covers."""
+        return self.seconds / self.duration_s if self.duration_s > 0 else 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.packets or self.frames)
+
+    def to_dict(self) -> dict[str, int | float]:
+        """JSON-ready figures (stored in feature-store attributes and ``index.json``)."""
+        figures = asdict(self)
+        del figures["duration_s"]
+        return {**figures, "seconds": round(self.seconds, 6), "fraction": round(self.fraction, 6)}
+
+
+class _DamageGuard:
+    """Counts what a decoder skips in one stream and refuses the file past the allowed share.
+
+    Args:
+        path: the media file (named in the warning and the error).
+        kind: ``"video"`` or ``"audio"``.
+        damage: the record to fill in.
+        max_fraction: share of ``damage.duration_s`` the damage may cover.
+        typical_s: length of one packet when a packet does not say (a frame interval).
+    """
+
+    def __init__(
+        self, path: Path, kind: str, damage: StreamDamage, max_fraction: float, typical_s: float
+    ) -> None:
+        self.path, self.kind, self.damage = path, kind, damage
+        self.max_fraction, self.typical_s = max_fraction, typical_s
+
+    def skipped(self, packet: av.Packet, err: av.FFmpegError) -> float:
+        """Count a packet the decoder rejected; return the seconds it covers."""
+        seconds = self.typical_s
+        if packet.duration and packet.time_base is not None:
+            seconds = float(packet.duration * packet.time_base)
+        self.damage.packets += 1
+        self.damage.seconds += seconds
+        log.debug("%s: %s packet at pts %s skipped: %s", self.path, self.kind, packet.pts, err)
+        self._check()
+        return seconds
+
+    def corrupt(self, seconds: float) -> None:
+        """Count a frame the decoder marked corrupt, covering ``seconds``."""
+        self.damage.frames += 1
+        self.damage.seconds += seconds
+        self._check()
+
+    def _figures(self) -> str:
+        damage = self.damage
+        return (
+            f"{damage.packets} undecodable packet(s) of {damage.packets_read} skipped and "
+            f"{damage.frames} corrupt frame(s) kept, covering {damage.seconds:.3f} s of "
+            f"{damage.duration_s:.2f} s ({damage.fraction:.2%})"
+        )
+
+    def _check(self) -> None:
+        if self.damage.fraction > self.max_fraction:
+            raise DecodeError(
+                f"{self.path}: the {self.kind} stream is damaged beyond the allowed share: "
+                f"{self._figures()}, more than {self.max_fraction:.2%} "
+                "(extraction.max_damaged_fraction); re-download or re-encode the file, or raise "
+                "the limit"
+            )
+
+    def report(self) -> None:
+        """Log a warning when anything was skipped (extraction jobs log to their job log)."""
+        if self.damage:
+            log.warning("%s: %s stream: %s, as ffmpeg would", self.path, self.kind, self._figures())
+
+
+def _check_fraction(max_damaged_fraction: float) -> None:
+    if not 0.0 <= max_damaged_fraction <= 1.0:
+        raise ValueError(
+            f"max_damaged_fraction must be between 0 and 1, got {max_damaged_fraction!r}"
+        )
+
+
+def _decode_skipping(
+    container: av.container.InputContainer, stream: av.stream.Stream, guard: _DamageGuard
+) -> Iterator[av.VideoFrame | av.AudioFrame | float]:
+    """Decode ``stream`` as ``ffmpeg`` does: yield its frames, and for each packet the decoder
+    rejects, the seconds it covers (a float) instead; a packet that cannot be read raises."""
+    try:
+        for packet in container.demux(stream):
+            if packet.size:  # the empty packet at the end flushes the decoder
+                guard.damage.packets_read += 1
+            try:
+                frames = stream.decode(packet)
+            except av.FFmpegError as err:
+                yield guard.skipped(packet, err)
+                continue
+            yield from frames
+    except av.FFmpegError as err:
+        raise DecodeError(
+            f"{guard.path}: reading {guard.kind} packets failed ({err}); is it truncated?"
+        ) from err
 
 
 def ffmpeg_executable() -> str:
@@ -77,7 +206,8 @@ def _truncation_error(
 class _FrameConverter:
     """Resize a decoded frame in its own pixel format, then convert it to RGB at the small
     size: about twice as fast as one swscale call that scales straight into rgb24. The frame's
-    colour matrix and range are passed on (PyAV would otherwise assume limited BT.601).
+    colour matrix and range are passed on (PyAV would otherwise assume limited BT.601), and its
+    display matrix is applied last (:class:`pipeline.probe.DisplayTransform`).
 
     Args:
         width: output width in pixels.
@@ -90,8 +220,10 @@ class _FrameConverter:
         self.to_rgb = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        """``(H, W, 3)`` uint8 RGB copy of ``frame`` at the output size."""
-        small = self.resizer.reformat(frame, width=self.width, height=self.height)
+        """``(H, W, 3)`` uint8 RGB copy of ``frame`` as displayed, at the output size."""
+        transform = DisplayTransform.of_frame(frame)
+        width, height = transform.display_size(self.width, self.height)  # before the turn
+        small = self.resizer.reformat(frame, width=width, height=height)
         rgb = self.to_rgb.reformat(
             small,
             format="rgb24",
@@ -99,31 +231,43 @@ class _FrameConverter:
             src_color_range=frame.color_range,
             dst_color_range="JPEG",
         )
-        return rgb.to_ndarray()
+        return transform.apply(rgb.to_ndarray())  # (H, W, 3)
 
 
-def iter_frames(path: str | Path, fps: float, size: tuple[int, int]) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path,
+    fps: float,
+    size: tuple[int, int],
+    *,
+    max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    damage: StreamDamage | None = None,
+) -> Iterator[np.ndarray]:
     """Stream RGB frames ``(H, W, 3)`` uint8 at a constant ``fps``, resized to ``size``.
 
     Output frame ``i`` shows time ``i / fps`` for every ``i`` with ``i / fps < duration_s``:
     the latest source frame whose pts is at or before that time (within one stream tick;
     the first source frame for times before it, the last one for times after the video
     stream ends but the container goes on), so VFR sources and any source rate map onto the
-    same grid. Only kept frames are colour-converted and resized; a source
-    frame shown at several output times is converted again for each (fresh arrays).
+    same grid. Only kept frames are colour-converted, resized and turned for display; a source
+    frame shown at several output times is converted again for each (fresh arrays). A packet
+    that does not decode is skipped (the previous frame stays on screen) and counted.
 
     Args:
         path: media file with a video stream.
         fps: output frame rate (> 0).
-        size: output ``(width, height)`` in pixels.
+        size: output ``(width, height)`` in pixels, of the displayed (turned) picture.
+        max_damaged_fraction: share of the time axis undecodable video may cover before
+            :class:`DecodeError`.
+        damage: filled in with what was skipped, when given.
     """
     width, height = size
     if not fps > 0 or width < 1 or height < 1:
         raise ValueError(f"iter_frames needs fps > 0 and a positive size, got {fps=}, {size=}")
+    _check_fraction(max_damaged_fraction)
     path = checked_media_path(path)
     with open_media(path) as container:
-        info, time_zero_s = probe_container(path, container, scan_vfr=False)
-        stream = first_video_stream(container)
+        info, time_zero_s = probe_container(path, container, scan_video=False)
+        stream = main_video_stream(container)
         if stream is None:
             raise DecodeError(f"{path} has no video stream; it cannot be used as a video")
         stream.thread_type = "AUTO"
@@ -132,28 +276,32 @@ def iter_frames(path: str | Path, fps: float, size: tuple[int, int]) -> Iterator
         tolerance_s = min(time_base, 0.25 / fps)  # pts are rounded to whole ticks
         frame_gap_s = 1.0 / info.fps if info.fps else 0.0
         convert = _FrameConverter(width, height)
+        damage = damage if damage is not None else StreamDamage()
+        damage.duration_s = info.duration_s
+        guard = _DamageGuard(path, "video", damage, max_damaged_fraction, frame_gap_s)
 
         held, held_time_s = None, -math.inf
         next_output = 0
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is None:  # no timestamp: assume the average gap
-                    frame_time_s = held_time_s + frame_gap_s if held is not None else 0.0
-                else:
-                    frame_time_s = frame.pts * time_base - time_zero_s
-                if held is not None:
-                    while next_output < num_outputs and next_output / fps + tolerance_s < (
-                        frame_time_s
-                    ):
-                        yield convert(held)
-                        next_output += 1
-                if next_output >= num_outputs:
-                    return
-                held, held_time_s = frame, frame_time_s
-        except av.FFmpegError as err:
-            raise DecodeError(
-                f"{path}: video decoding failed after {held_time_s:.2f} s: {err}"
-            ) from err
+        for frame in _decode_skipping(container, stream, guard):
+            if isinstance(frame, float):  # a skipped packet's seconds: the held frame stays
+                continue
+            if frame.is_corrupt:
+                guard.corrupt(frame_gap_s)
+            if frame.pts is None:  # no timestamp: assume the average gap
+                frame_time_s = held_time_s + frame_gap_s if held is not None else 0.0
+            else:
+                frame_time_s = frame.pts * time_base - time_zero_s
+            if held is not None:
+                while next_output < num_outputs and next_output / fps + tolerance_s < (
+                    frame_time_s
+                ):
+                    yield convert(held)
+                    next_output += 1
+            if next_output >= num_outputs:
+                guard.report()
+                return
+            held, held_time_s = frame, frame_time_s
+        guard.report()
         if held is None:
             raise DecodeError(f"{path}: the video stream holds no decodable frames; replace it")
         declared_end_s = declared_stream_end_s(stream, info, time_zero_s)
@@ -164,37 +312,74 @@ def iter_frames(path: str | Path, fps: float, size: tuple[int, int]) -> Iterator
             next_output += 1
 
 
-def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+def _silence(like: av.AudioFrame, seconds: float) -> av.AudioFrame:
+    """A silent frame of ``seconds`` in the sample format, layout and rate of ``like``."""
+    num_samples = max(1, round(seconds * like.sample_rate))
+    channels = len(like.layout.channels)
+    fmt = like.format
+    shape = (channels, num_samples) if fmt.is_planar else (1, channels * num_samples)  # (C, N)
+    level = 128 if fmt.name.startswith("u8") else 0  # unsigned 8-bit PCM is centred on 128
+    samples = np.full(shape, level, dtype=format_dtypes[fmt.name])
+    silence = av.AudioFrame.from_ndarray(samples, format=fmt.name, layout=like.layout.name)
+    silence.sample_rate = like.sample_rate
+    return silence
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    damage: StreamDamage | None = None,
+) -> np.ndarray:
     """Decode the first audio stream as mono float32 ``(N,)`` in [-1, 1] at ``sample_rate``.
 
     ``N = round(duration_s * sample_rate)``: samples are placed on the module's time axis
     (leading zeros if the audio starts after time zero, samples before it dropped) and the
     end is zero-padded or trimmed. Multi-channel audio is downmixed by libswresample
-    (stereo: each channel at -3 dB), and the result is clipped to [-1, 1].
+    (stereo: each channel at -3 dB), and the result is clipped to [-1, 1]. A packet that does
+    not decode is skipped, counted and heard as silence of its length.
 
     Args:
         path: media file with an audio stream (else :class:`NoAudioStream`).
         sample_rate: output rate in Hz (> 0).
+        max_damaged_fraction: share of the time axis undecodable audio may cover before
+            :class:`DecodeError`.
+        damage: filled in with what was skipped, when given.
     """
     if not (isinstance(sample_rate, int) and sample_rate > 0):
         raise ValueError(f"read_audio needs a positive integer sample_rate, got {sample_rate!r}")
+    _check_fraction(max_damaged_fraction)
     path = checked_media_path(path)
     with open_media(path) as container:
-        info, time_zero_s = probe_container(path, container, scan_vfr=False)
+        info, time_zero_s = probe_container(path, container, scan_video=False)
         if not container.streams.audio:
             raise NoAudioStream(f"{path} has no audio stream")
         stream = container.streams.audio[0]
+        context = stream.codec_context
+        packet_s = context.frame_size / context.sample_rate if context.frame_size else 0.0
+        damage = damage if damage is not None else StreamDamage()
+        damage.duration_s = info.duration_s
+        guard = _DamageGuard(path, "audio", damage, max_damaged_fraction, packet_s)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
-        first_time_s = None
-        try:
-            for frame in container.decode(stream):
+        first_time_s, last_frame = None, None
+        for item in _decode_skipping(container, stream, guard):
+            if isinstance(item, float):  # a skipped packet's seconds: silence in its place
+                if last_frame is None or item <= 0:
+                    continue  # before the first frame, the offset below places the audio
+                frame = _silence(last_frame, item)
+            else:
+                frame = item
+                guard.typical_s = frame.samples / frame.sample_rate  # for packets of no duration
                 if first_time_s is None and frame.time is not None:
                     first_time_s = frame.time - time_zero_s
-                chunks.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray()[0] for out in resampler.resample(None))
-        except av.FFmpegError as err:
-            raise DecodeError(f"{path}: audio decoding failed: {err}") from err
+                if frame.is_corrupt:
+                    guard.corrupt(frame.samples / frame.sample_rate)
+            last_frame = frame
+            chunks.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray()[0] for out in resampler.resample(None))
+        guard.report()
         declared_end_s = declared_stream_end_s(stream, info, time_zero_s)
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)  # (N_decoded,)
     offset = round((first_time_s or 0.0) * sample_rate)

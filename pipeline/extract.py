@@ -8,6 +8,11 @@ sees the same window of the mono waveform. Audio and visual rows are aligned by 
 An extraction job works on a shard of videos, builds its encoders once, writes one store per
 video (:mod:`pipeline.store`) and a shard manifest; stores already written with the same
 configuration hash are kept, so a killed job resumes where it stopped.
+
+Packets that do not decode are skipped as ``ffmpeg`` skips them (:mod:`pipeline.decode`): each
+store records them in its ``decode_errors`` attribute (``{}`` when both streams decoded
+cleanly), the job log warns, and a video whose damage covers more than
+``max_damaged_fraction`` of its length fails like an unreadable one.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import numpy as np
 
 from pipeline.cli import user_errors
 from pipeline.decode import (
+    MAX_DAMAGED_FRACTION,
     DecodeError,
     NoAudioStream,
+    StreamDamage,
     frame_indices,
     iter_frames,
     probe,
@@ -41,7 +48,7 @@ from pipeline.encoders import (
     build_audio_encoder,
     build_visual_encoder,
 )
-from pipeline.ids import check_video_id
+from pipeline.ids import safe_name
 from pipeline.io import stable_hash
 from pipeline.store import VideoFeatures, is_complete, write_store
 
@@ -120,23 +127,30 @@ def extract_video(
     audio_encoder: AudioEncoder | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
 ) -> VideoFeatures:
     """Extract one video in memory; encoders are built from ``settings`` unless passed in.
 
     Args:
         video_path: the video file.
         settings: extraction settings (:func:`pipeline.config.extraction_settings`).
-        video_id: id stored in the attributes; the file name without extension by default.
+        video_id: id stored in the attributes; the file name without extension by default
+            (any name: files are named after its :func:`pipeline.ids.safe_name`).
         visual_encoder: a built visual encoder, to reuse across videos.
         audio_encoder: a built audio encoder, to reuse across videos.
         batch_size: snippets per encoder call.
         device: device for encoders built here.
+        max_damaged_fraction: share of the video's length that undecodable packets (skipped,
+            recorded in the ``decode_errors`` attribute) may cover in each stream.
 
     Raises:
-        DecodeError: the file cannot be decoded, has no video stream or zero duration.
+        DecodeError: the file cannot be decoded, has no video stream or zero duration, is
+            truncated or damaged beyond ``max_damaged_fraction``.
+        ValueError: the id is too long to name a store (:func:`pipeline.ids.safe_name`).
     """
     video_path = Path(video_path)
-    video_id = check_video_id(video_id or video_path.stem)
+    video_id = video_id or video_path.stem
+    safe_name(video_id)  # refuses now an id that no store could be named after
     fp16 = bool(settings.get("fp16", False))
     visual_encoder = visual_encoder or build_visual_encoder(
         settings["visual"], device=device, fp16=fp16
@@ -153,7 +167,14 @@ def extract_video(
     timestamps = snippet_grid(info.duration_s, settings["window_s"], settings["stride_s"])
     indices = frame_indices(timestamps, visual_encoder.frames_per_snippet, settings["fps"])
 
-    frames = iter_frames(video_path, settings["fps"], visual_encoder.frame_size)
+    damage = {"video": StreamDamage(), "audio": StreamDamage()}
+    frames = iter_frames(
+        video_path,
+        settings["fps"],
+        visual_encoder.frame_size,
+        max_damaged_fraction=max_damaged_fraction,
+        damage=damage["video"],
+    )
     visual_rows, grid_rows = [], []
     for clips in _batched(iter_clips(frames, indices), batch_size):
         if settings.get("visual_grid"):
@@ -164,7 +185,12 @@ def extract_video(
             visual_rows.append(visual_encoder.encode(clips))
 
     try:
-        waveform = read_audio(video_path, audio_encoder.sample_rate)
+        waveform = read_audio(
+            video_path,
+            audio_encoder.sample_rate,
+            max_damaged_fraction=max_damaged_fraction,
+            damage=damage["audio"],
+        )
         audio_present = True
     except NoAudioStream:
         waveform, audio_present = None, False
@@ -194,6 +220,7 @@ def extract_video(
         "config_hash": settings_hash(settings, visual_encoder, audio_encoder),
         "video": info.to_dict(),
         "audio_present": audio_present,
+        "decode_errors": {kind: figures.to_dict() for kind, figures in damage.items() if figures},
         "extraction_seconds": round(time.perf_counter() - started, 3),
     }
     return VideoFeatures(
@@ -215,16 +242,27 @@ def extract_shard(
     on_error: str = "fail",
     batch_size: int = 64,
     device: str = "auto",
+    max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
 ) -> dict[str, Any]:
-    """Extract a shard of videos into ``out_dir/{video_id}.zarr`` and write its manifest.
+    """Extract a shard of videos into ``out_dir/{name}.zarr`` and write its manifest.
+
+    A video's id is its file name without extension; ``name`` is the id's
+    :func:`pipeline.ids.safe_name` (the id itself when it holds only letters, digits and
+    ``_.-``), and the manifest maps each id to its store's file name. An id too long to name a
+    store is a failed video, like an undecodable one.
 
     Stores already complete with the same hash (:func:`settings_hash`) are kept. With
-    ``on_error="skip"`` a video that cannot be decoded goes to the manifest's ``failed`` map and
-    the shard goes on; with ``"fail"`` the job stops with the error, keeping the stores already
-    written.
+    ``on_error="skip"`` a video that cannot be decoded (or is damaged beyond
+    ``max_damaged_fraction``, see :func:`extract_video`) goes to the manifest's ``failed`` map
+    and the shard goes on; with ``"fail"`` the job stops with the error, keeping the stores
+    already written. The damage limit is a policy, not a feature setting: it is not hashed.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"extraction.on_error must be 'fail' or 'skip', not {on_error!r}")
+    if not 0.0 <= max_damaged_fraction <= 1.0:
+        raise ValueError(
+            f"extraction.max_damaged_fraction must be between 0 and 1, not {max_damaged_fraction!r}"
+        )
     out_dir = Path(out_dir)
     fp16 = bool(settings.get("fp16", False))
     visual_encoder = build_visual_encoder(settings["visual"], device=device, fp16=fp16)
@@ -232,11 +270,20 @@ def extract_shard(
     config_hash = settings_hash(settings, visual_encoder, audio_encoder)
     manifest: dict[str, Any] = {"config_hash": config_hash, "videos": {}, "failed": {}}
     for video_path in map(Path, videos):
-        video_id = check_video_id(video_path.stem)
-        store_path = out_dir / f"{video_id}.zarr"
+        video_id = video_path.stem
+        try:
+            name = safe_name(video_id)
+        except ValueError as err:
+            if on_error == "fail":
+                raise ValueError(f"{video_path}: {err}") from err
+            log.warning("skipping %s: %s", video_path, err)
+            manifest["failed"][video_id] = f"{video_path}: {err}"
+            continue
+        store_path = out_dir / f"{name}.zarr"
         # A writer killed hard (SIGKILL, SIGTERM) leaves its temporary store (named as in
-        # pipeline.store.write_store); only this job writes this video, so remove it.
-        for stale in out_dir.glob(f".{video_id}.zarr.tmp-*"):
+        # pipeline.store.write_store); only this job writes this video, so remove it. A safe
+        # name holds no glob character.
+        for stale in out_dir.glob(f".{name}.zarr.tmp-*"):
             shutil.rmtree(stale)
         status = "cached"
         if not is_complete(store_path, config_hash):
@@ -247,6 +294,7 @@ def extract_shard(
                     visual_encoder=visual_encoder,
                     audio_encoder=audio_encoder,
                     batch_size=batch_size,
+                    max_damaged_fraction=max_damaged_fraction,
                 )
             except (DecodeError, FileNotFoundError) as err:
                 if on_error == "fail":
@@ -280,6 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--max-damaged-fraction",
+        type=float,
+        default=MAX_DAMAGED_FRACTION,
+        help="share of a video's length undecodable packets may cover before it fails",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     manifest = extract_shard(
@@ -290,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_error=args.on_error,
         batch_size=args.batch_size,
         device=args.device,
+        max_damaged_fraction=args.max_damaged_fraction,
     )
     done = len(manifest["videos"])
     print(f"extracted shard: {done} stores, {len(manifest['failed'])} failed")

@@ -4,15 +4,26 @@
 the extraction ``settings`` (what :func:`pipeline.extract.extract_video` takes, so a trained model
 can re-extract a new video alike; ``null`` for imported features), ``config_hash``, the grid
 (``fps``, ``window_s``, ``stride_s``), the encoders and their ``dims``, every extracted video
-(store path relative to the index, snippet count, duration, ``audio_present``) and every video that
-failed. ``stats.json`` holds the per-dimension mean and standard deviation of each modality over
-the training split, used for normalisation.
+(store path relative to the index, snippet count, duration, ``audio_present`` and, for a video
+whose decoder skipped packets, its store's ``decode_errors``) and every video that failed.
+Videos are keyed by their real ids; ``store`` is the file name made from the id
+(:func:`pipeline.ids.safe_name`: the id itself, or its percent-encoding when it holds other
+characters than letters, digits and ``_.-``). ``stats.json`` holds the per-dimension mean and
+standard deviation of each modality over the training split, used for normalisation.
+
+Every store is read back in full and checked against the checksums in its attributes
+(:func:`pipeline.store.verify_store`) before it is indexed. A store whose chunks are damaged, or
+that is missing, fails the index naming it; the index removes the damaged store and the shard
+manifest that lists it, so the next ``snakemake`` run extracts that shard again (its other,
+intact stores are kept). Stores written before checksums are indexed unverified (``unverified``
+in ``index.json``, and the index log says so).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,21 +34,39 @@ import numpy as np
 
 from pipeline.cli import user_errors
 from pipeline.io import read_json
-from pipeline.store import MODALITIES, StoreError, StoreInfo, open_store
+from pipeline.store import (
+    MODALITIES,
+    CorruptStoreError,
+    StoreError,
+    StoreInfo,
+    open_store,
+    verify_store,
+)
+
+# Unverified stores named in the index log; the rest are only counted.
+UNVERIFIED_NAMES_SHOWN = 5
 
 
 def build_index(
     manifest_paths: Sequence[str | Path], *, index_path: str | Path, dataset: str, encoder_set: str
 ) -> dict[str, Any]:
-    """Merge shard manifests into ``index.json``; every store is opened to check it is complete.
+    """Merge shard manifests into ``index.json``; every store is opened and verified.
 
     The grid, encoders and extraction settings are the first store's (all stores share them: they
     are hashed into the ``config_hash`` every store must match).
+
+    Raises:
+        CorruptStoreError: stores are missing or damaged (:func:`pipeline.store.verify_store`);
+            the message names each one and its problem. Before raising, the damaged stores and
+            the shard manifests listing them are removed, so that the shards are extracted
+            again.
     """
     index_path = Path(index_path)
     root = index_path.parent
     videos: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
+    unverified: list[str] = []  # stores written before checksums
+    damaged: list[tuple[Path, Path, str]] = []  # (manifest, store, problem)
     first: StoreInfo | None = None
     first_manifest: tuple[str | Path, str] | None = None  # (path, config hash) of the first shard
     for manifest_path in manifest_paths:
@@ -51,7 +80,18 @@ def build_index(
             )
         failed.update(manifest["failed"])
         for video_id, entry in manifest["videos"].items():
-            info = open_store(root / entry["store"]).info
+            store_path = root / entry["store"]
+            if not store_path.exists():
+                damaged.append((Path(manifest_path), store_path, f"{store_path} does not exist"))
+                continue
+            store = open_store(store_path)
+            try:
+                if not verify_store(store):
+                    unverified.append(video_id)
+            except CorruptStoreError as err:
+                damaged.append((Path(manifest_path), store_path, str(err)))
+                continue
+            info = store.info
             if info.config_hash != manifest["config_hash"]:
                 raise StoreError(
                     f"{root / entry['store']} was written with settings {info.config_hash}, "
@@ -64,6 +104,16 @@ def build_index(
                 "duration_s": info.require("duration_s"),
                 "audio_present": info.audio_present,
             }
+            if info.attrs.get("decode_errors"):  # {stream: figures} of pipeline.decode
+                videos[video_id]["decode_errors"] = info.attrs["decode_errors"]
+    if damaged:
+        _remove_for_extraction(root, damaged)
+        problems = "; ".join(problem for _, _, problem in damaged)
+        manifests = sorted({str(manifest) for manifest, _, _ in damaged})
+        raise CorruptStoreError(
+            f"{problems}. Removed the damaged store(s) and the shard manifest(s) {manifests} that "
+            "list them: run snakemake again to extract those shards again"
+        )
     if first is None:
         raise StoreError(f"no video was extracted for {index_path}; see the failed list {failed}")
     index = {
@@ -78,10 +128,21 @@ def build_index(
         "settings": first.settings,
         "videos": dict(sorted(videos.items())),
         "failed": dict(sorted(failed.items())),
+        "unverified": sorted(unverified),
     }
     index_path.parent.mkdir(parents=True, exist_ok=True)
     index_path.write_text(json.dumps(index, indent=1))
     return index
+
+
+def _remove_for_extraction(root: Path, damaged: Sequence[tuple[Path, Path, str]]) -> None:
+    """Remove damaged stores (only ``.zarr`` folders under ``root``) and their shard manifests:
+    Snakemake then runs those shards' extraction again, which keeps their intact stores."""
+    for manifest_path, store_path, _ in damaged:
+        inside = store_path.resolve().is_relative_to(root.resolve())
+        if store_path.suffix == ".zarr" and inside and store_path.is_dir():
+            shutil.rmtree(store_path)
+        manifest_path.unlink(missing_ok=True)
 
 
 def feature_statistics(
@@ -148,6 +209,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"indexed {len(index['videos'])} videos, {len(index['failed'])} failed")
     for video_id, message in index["failed"].items():
         print(f"  failed: {video_id}: {message}")
+    unverified = index["unverified"]
+    if unverified:
+        shown = ", ".join(unverified[:UNVERIFIED_NAMES_SHOWN])
+        more = ", ..." if len(unverified) > UNVERIFIED_NAMES_SHOWN else ""
+        print(
+            f"  unverified: {len(unverified)} store(s) written before checksums, their chunks "
+            f"not checked (extract them again to add checksums): {shown}{more}"
+        )
+    for video_id, entry in index["videos"].items():
+        for kind, figures in entry.get("decode_errors", {}).items():
+            print(
+                f"  damaged: {video_id}: {kind}: {figures['packets']} packet(s) skipped, "
+                f"{figures['frames']} corrupt frame(s), {figures['seconds']:.3f} s"
+            )
     return 0
 
 

@@ -1,6 +1,7 @@
 """One Zarr v3 store per video: the feature layout shared by extraction, importers and datasets.
 
-Layout of ``{video_id}.zarr`` (all arrays chunked along T only, about 1 MiB a chunk, zstd):
+Layout of ``{name}.zarr``, ``name`` the video id's :func:`pipeline.ids.safe_name` (the id itself
+for letters, digits, ``_.-``), all arrays chunked along T only, about 1 MiB a chunk, zstd:
 
 - ``visual``      (T, Dv) float32: pooled visual embedding of each snippet
 - ``audio``       (T, Da) float32: audio embedding of each snippet (zeros without audio)
@@ -10,8 +11,13 @@ Layout of ``{video_id}.zarr`` (all arrays chunked along T only, about 1 MiB a ch
 
 Attributes: ``video_id``, ``fps``, ``window_s``, ``stride_s``, ``sample_rate``, ``encoders``
 (``{"visual": {...config, "dim"}, "audio": {...}}``), ``settings`` (the extraction settings;
-absent from imported stores), ``config_hash``, ``video`` (probed metadata), ``source`` (the video
-file), ``audio_present``, ``num_snippets``, ``format_version`` and, written last, ``complete``.
+absent from imported stores), ``config_hash``, ``video`` (probed metadata, with the decoded
+stream's index ``video_stream`` and its display ``rotation`` and ``mirrored``), ``source`` (the
+video file), ``audio_present``, ``decode_errors`` (``{stream: figures}`` of the packets the
+decoder skipped, ``{}`` when none; absent from imported stores), ``num_snippets``,
+``format_version``, ``checksums`` (``{array: "sha256:<hex>"}`` of each array's values as
+little-endian C-order bytes; absent from stores written before them) and, written last,
+``complete``.
 
 Every reader goes through :func:`open_store` (typed attributes, arrays read lazily) or
 :func:`read_store` (arrays loaded into memory): the attributes are parsed and cast once, into a
@@ -19,7 +25,9 @@ Every reader goes through :func:`open_store` (typed attributes, arrays read lazi
 the key.
 
 A store is written under a temporary name in the same folder and renamed into place when complete,
-so a killed job never leaves a store that :func:`is_complete` accepts.
+so a killed job never leaves a store that :func:`is_complete` accepts. :func:`verify_store` reads
+every chunk back and checks it against ``checksums``, so a chunk damaged on disk later is found
+(and named) before training reads it; the index does that for every store.
 """
 
 # Over 400 lines on purpose: the layout, its one writer and its one reader (StoreInfo) stay in one
@@ -28,12 +36,13 @@ so a killed job never leaves a store that :func:`is_complete` accepts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +70,11 @@ OPTIONAL_KEYS = {
 
 class StoreError(RuntimeError):
     """A feature store is missing, incomplete or inconsistent; the message names its path."""
+
+
+class CorruptStoreError(StoreError):
+    """A finished store's chunks do not decode or do not match its checksums (disk damage);
+    the message names the store and the array."""
 
 
 def _attribute_error(where: str, key: str, problem: str) -> StoreError:
@@ -214,6 +228,15 @@ class VideoFeatures:
         return self.timestamps.mean(axis=1)
 
 
+def array_checksum(blocks: Iterable[np.ndarray]) -> str:
+    """``sha256:<hex>`` of consecutive row blocks of one array, as little-endian C-order bytes
+    (the same for the whole array in one block or in chunks)."""
+    digest = hashlib.sha256()
+    for block in blocks:
+        digest.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")))
+    return f"sha256:{digest.hexdigest()}"
+
+
 def rows_per_chunk(row_shape: tuple[int, ...], itemsize: int) -> int:
     """Rows of an array chunked along T so that one chunk holds about :data:`CHUNK_BYTES`."""
     row_bytes = max(1, math.prod(row_shape) * itemsize)
@@ -327,6 +350,11 @@ def write_store(
                     "num_snippets": num_snippets,
                     "format_version": FORMAT_VERSION,
                     "has_visual_grid": visual_grid is not None,
+                    "checksums": {
+                        name: array_checksum([array])
+                        for name, array in arrays.items()
+                        if array is not None
+                    },
                 }
             )
         )
@@ -403,6 +431,44 @@ def open_store(path: str | Path) -> FeatureStore:
     if missing:
         raise StoreError(f"{path} lacks arrays {missing}; extract it again")
     return FeatureStore(path=path, info=StoreInfo.from_attrs(attrs, where=str(path)), group=group)
+
+
+def verify_store(store: FeatureStore) -> bool:
+    """Read every chunk of the store's arrays and check it against its ``checksums`` attribute.
+
+    Returns:
+        True when every array matched; False when the store has no ``checksums`` (written
+        before them: unverified, but readable as before).
+
+    Raises:
+        CorruptStoreError: an array's chunks do not decode, or its values do not match its
+            checksum, or an array with a checksum is missing; the message names the store and
+            the array.
+    """
+    checksums = store.info.attrs.get("checksums")
+    if checksums is None:
+        return False
+    _typed(str(store.path), "checksums", checksums, dict)
+    for name, expected in sorted(checksums.items()):
+        if name not in store.group:
+            raise CorruptStoreError(f"{store.path}: array {name!r} is missing; extract it again")
+        array = store.group[name]
+        rows = array.chunks[0]
+        try:  # zarr reports a damaged chunk as blosc's RuntimeError, or ValueError for its size
+            actual = array_checksum(
+                array[start : start + rows] for start in range(0, array.shape[0], rows)
+            )
+        except (RuntimeError, ValueError, OSError) as err:
+            raise CorruptStoreError(
+                f"{store.path}: array {name!r} has a chunk that does not decode ({err}); "
+                "extract it again"
+            ) from err
+        if actual != expected:
+            raise CorruptStoreError(
+                f"{store.path}: array {name!r} does not match its checksum (stored {expected}, "
+                f"read {actual}); its chunks are damaged, extract it again"
+            )
+    return True
 
 
 def is_complete(path: str | Path, config_hash: str | None = None) -> bool:

@@ -12,6 +12,7 @@ if config["dataset"]["source"] != "import":
             settings=json.dumps(extraction_settings(config), sort_keys=True),
             out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{wildcards.encoder_set}",
             on_error=config["extraction"]["on_error"],
+            max_damaged_fraction=config["extraction"]["max_damaged_fraction"],
             batch_size=config["extraction"]["batch_size"],
             device=config["extraction"]["device"],
         log:
@@ -22,7 +23,8 @@ if config["dataset"]["source"] != "import":
         shell:
             "OMP_NUM_THREADS={threads} python -m pipeline.extract "
             "--settings {params.settings:q} --out-dir {params.out_dir:q} --manifest {output:q} "
-            "--on-error {params.on_error} --batch-size {params.batch_size} --device {params.device} "
+            "--on-error {params.on_error} --max-damaged-fraction {params.max_damaged_fraction} "
+            "--batch-size {params.batch_size} --device {params.device} "
             "-- {input.videos:q} > {log} 2>&1"
 
     rule index:

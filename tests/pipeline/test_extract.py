@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import weakref
 from collections.abc import Iterator
@@ -13,7 +14,13 @@ import numpy as np
 import pytest
 
 from pipeline.config import extraction_settings, validate_config
-from pipeline.decode import DecodeError, frame_indices, read_audio, snippet_grid
+from pipeline.decode import (
+    MAX_DAMAGED_FRACTION,
+    DecodeError,
+    frame_indices,
+    read_audio,
+    snippet_grid,
+)
 from pipeline.encoders import (
     AudioEncoder,
     VisualEncoder,
@@ -28,6 +35,7 @@ from pipeline.extract import (
     settings_hash,
 )
 from pipeline.ids import check_video_id
+from pipeline.index import build_index
 from pipeline.store import is_complete, read_store
 from tests import media
 
@@ -473,3 +481,112 @@ def test_extract_cli_reports_a_bad_file(videos, tmp_path, capsys):
     assert main([*argv, "--on-error", "skip"]) == 0
     manifest = json.loads((tmp_path / "0.json").read_text())
     assert manifest["videos"] == {} and list(manifest["failed"]) == ["garbage"]
+
+
+# --- damaged, rotated and real-world videos (issue #13 items 2, 11) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict[str, Path]:
+    """An MPEG-4 + AC3 clip and a copy with two undecodable AC3 packets; an upright clip with a
+    corner mark and a copy whose display matrix turns it a quarter turn clockwise."""
+    folder = tmp_path_factory.mktemp("hostile")
+    paths = {
+        name: folder / file
+        for name, file in [
+            ("clean", "clean.mkv"),
+            ("damaged", "damaged.mkv"),
+            ("upright", "upright.mp4"),
+            ("turned", "turned.mp4"),
+        ]
+    }
+    media.make_video(paths["clean"], codec="mpeg4", audio_codec="ac3", sample_rate=48000)
+    media.make_damaged_copy(paths["clean"], paths["damaged"], kind="audio", packets={0, 30})
+    media.make_video(paths["upright"], audio=False, corner_mark=True)
+    media.make_rotated_copy(paths["upright"], paths["turned"], rotation=-90)
+    return paths
+
+
+def test_max_damaged_fraction_default_is_the_decoders():
+    assert _settings() == extraction_settings(validate_config({}))  # not a features setting
+    config = validate_config({})
+    assert config["extraction"]["max_damaged_fraction"] == MAX_DAMAGED_FRACTION == 0.05
+
+
+def test_extract_records_decode_errors_in_the_store_and_the_index(hostile, tmp_path, caplog):
+    out_dir = tmp_path / "features"
+    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+        manifest = extract_shard(
+            [hostile["clean"], hostile["damaged"]],
+            settings=_settings(),
+            out_dir=out_dir,
+            manifest_path=out_dir / "shards" / "0.json",
+            device="cpu",
+        )
+    assert set(manifest["videos"]) == {"clean", "damaged"} and manifest["failed"] == {}
+    assert read_store(out_dir / "clean.zarr").attrs["decode_errors"] == {}
+    damaged = read_store(out_dir / "damaged.zarr").attrs["decode_errors"]
+    assert list(damaged) == ["audio"]
+    assert (damaged["audio"]["packets"], damaged["audio"]["frames"]) == (2, 0)
+    assert damaged["audio"]["seconds"] == pytest.approx(0.064)
+    assert damaged["audio"]["packets_read"] == 63
+    assert damaged["audio"]["fraction"] == pytest.approx(0.064 / 2.011, abs=1e-3)
+    assert any(str(hostile["damaged"]) in r.getMessage() for r in caplog.records)
+    index = build_index(
+        [out_dir / "shards" / "0.json"],
+        index_path=out_dir / "index.json",
+        dataset="d",
+        encoder_set="c",
+    )
+    assert index["videos"]["damaged"]["decode_errors"] == damaged
+    assert "decode_errors" not in index["videos"]["clean"]
+    assert json.loads((out_dir / "index.json").read_text()) == index
+
+
+def test_extract_cli_fails_a_video_damaged_beyond_the_limit(hostile, tmp_path):
+    """With --max-damaged-fraction 0.01 (the config's extraction.max_damaged_fraction) the two
+    packets (3 % of the clip) fail the video, named with its figures."""
+    from pipeline.extract import main
+
+    argv = [str(hostile["damaged"]), "--settings", json.dumps(_settings())]
+    argv += ["--out-dir", str(tmp_path), "--manifest", str(tmp_path / "0.json")]
+    argv += ["--device", "cpu", "--on-error", "skip", "--max-damaged-fraction", "0.01"]
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "0.json").read_text())
+    assert manifest["videos"] == {}
+    message = manifest["failed"]["damaged"]
+    assert str(hostile["damaged"]) in message and "undecodable packet(s)" in message
+    assert "more than 1.00% (extraction.max_damaged_fraction)" in message
+
+
+def test_extract_turns_a_rotated_video_and_records_it(hostile):
+    settings = _settings()
+    upright = extract_video(hostile["upright"], settings, device="cpu")
+    turned = extract_video(hostile["turned"], settings, device="cpu")
+    assert upright.attrs["video"]["rotation"] == 0
+    assert turned.attrs["video"]["rotation"] == 90 and turned.attrs["video"]["mirrored"] is False
+    assert (turned.attrs["video"]["width"], turned.attrs["video"]["height"]) == (48, 64)
+    assert turned.attrs["video"]["video_stream"] == 0
+    assert not np.allclose(turned.visual, upright.visual, atol=1e-3)  # the same packets
+
+
+def test_extract_megamind_avi_with_its_damage_recorded():
+    """OpenCV's intact sample Megamind.avi (XVID + AC3, 11.26 s): its first AC3 packet does not
+    decode; ffmpeg skips it and decodes the other 351 (the last one, short, with concealment),
+    and so must extraction."""
+    try:
+        path = media.opencv_doc_sample("Megamind.avi")
+    except media.MediaUnavailable as reason:
+        pytest.skip(str(reason))
+    settings = _settings()
+    features = extract_video(path, settings, video_id="megamind", device="cpu")
+    info = features.attrs["video"]
+    assert (info["video_codec"], info["audio_codec"], info["num_frames"]) == ("mpeg4", "ac3", 270)
+    assert features.attrs["audio_present"] is True
+    errors = features.attrs["decode_errors"]
+    assert list(errors) == ["audio"]
+    assert (errors["audio"]["packets"], errors["audio"]["packets_read"]) == (1, 352)
+    assert errors["audio"]["frames"] == 1  # the last packet is 27 bytes short: concealed, kept
+    assert errors["audio"]["seconds"] == pytest.approx(2 * 0.032)  # 1536 samples at 48 kHz each
+    _check_grid(features, settings)
+    assert np.abs(features.audio).sum() > 0

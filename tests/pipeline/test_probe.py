@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 import pipeline.probe as probing
@@ -30,6 +32,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "stereo_mkv": "stereo.mkv",
             "no_audio": "no_audio.mp4",
             "audio_only": "audio_only.m4a",
+            "b_frames": "b_frames.mp4",
+            "b_frames_mkv": "b_frames.mkv",
         }.items()
     }
     media.make_video(paths["cfr"])
@@ -40,6 +44,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     media.make_video(paths["stereo_mkv"], audio_channels=2)
     media.make_video(paths["no_audio"], audio=False)
     media.make_audio_only(paths["audio_only"])
+    for name in ("b_frames", "b_frames_mkv"):  # 60 frames: more than the scan's 50 packets
+        media.make_video(
+            paths[name],
+            duration_s=6.0,
+            size=(32, 24),
+            audio=False,
+            textured=True,  # moving content, so that x264 codes B-frames
+            codec_options=media.B_FRAME_OPTIONS,
+        )
     return paths
 
 
@@ -72,6 +85,9 @@ def test_probe_cfr_mp4(files: dict[str, Path], probe_backend: str) -> None:
         variable_frame_rate=False,
         video_codec="h264",
         audio_codec="aac",
+        rotation=0,
+        mirrored=False,
+        video_stream=0,
     )
     assert VideoInfo(**json.loads(json.dumps(info.to_dict()))) == info
 
@@ -95,7 +111,9 @@ def test_probe_fields(
     assert {key: info[key] for key in expected} == expected
 
 
-@pytest.mark.parametrize("name", ["cfr", "vfr", "vfr_mkv", "odd_mkv", "audio_only", "no_audio"])
+@pytest.mark.parametrize(
+    "name", ["cfr", "vfr", "vfr_mkv", "odd_mkv", "audio_only", "no_audio", "b_frames"]
+)
 def test_probe_backends_agree(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
@@ -108,10 +126,12 @@ def test_probe_backends_agree(
 
 def test_probe_parses_ffprobe_json(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """The ffprobe branch on ffprobe's JSON for cfr.mp4 (as ffprobe prints it: numbers as
-    strings, rates as fractions), with a cover-art stream that must not count as video."""
+    strings, rates as fractions), with a cover-art stream that must not count as video although
+    it is larger than the real one."""
     report = {
         "streams": [
             {
+                "index": 2,
                 "codec_type": "video",
                 "codec_name": "mjpeg",
                 "width": 300,
@@ -122,6 +142,7 @@ def test_probe_parses_ffprobe_json(files: dict[str, Path], monkeypatch: pytest.M
                 "disposition": {"attached_pic": 1},
             },
             {
+                "index": 0,
                 "codec_type": "video",
                 "codec_name": "h264",
                 "width": 64,
@@ -132,9 +153,10 @@ def test_probe_parses_ffprobe_json(files: dict[str, Path], monkeypatch: pytest.M
                 "start_time": "0.000000",
                 "duration": "2.000000",
                 "nb_frames": "20",
-                "disposition": {"attached_pic": 0},
+                "disposition": {"attached_pic": 0, "default": 1},
             },
             {
+                "index": 1,
                 "codec_type": "audio",
                 "codec_name": "aac",
                 "sample_rate": "16000",
@@ -162,3 +184,52 @@ def test_decode_re_exports_the_probe_names() -> None:
     assert decode.DecodeError is DecodeError
     assert issubclass(decode.NoAudioStream, DecodeError)
     assert {"probe", "VideoInfo", "DecodeError"} <= set(decode.__all__)
+
+
+# --- constant frame rate with B-frames (issue #13 item 14) -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["b_frames", "b_frames_mkv"])
+def test_probe_b_frames_are_constant_rate(
+    files: dict[str, Path], probe_backend: str, name: str
+) -> None:
+    """The first 50 packets (decode order) lack B-frames shown between their presentation
+    times; the scan must judge the presentation times of the first 50 frames instead."""
+    with av.open(str(files[name])) as container:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.pts is not None]
+    assert pts != sorted(pts)  # frames are reordered...
+    first_packets = np.diff(sorted(pts[: probing.VFR_SCAN_PACKETS]))
+    assert first_packets.max() > first_packets.min()  # ...and the first 50 packets leave a hole
+    info = probe(files[name])
+    assert info.variable_frame_rate is False
+    assert info.fps == 10.0
+
+
+# --- which video stream (issue #13 item 15) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "thumbnail_default", "main_default", "expected"),
+    [
+        (".mkv", False, False, 1),  # no default: the highest resolution
+        (".mkv", False, True, 1),
+        (".mp4", False, True, 1),
+        (".mkv", True, False, 0),  # ffmpeg's default bonus outweighs 64 x 48 pixels
+    ],
+)
+def test_probe_takes_the_main_video_stream_as_ffmpeg_does(
+    tmp_path: Path,
+    probe_backend: str,
+    suffix: str,
+    thumbnail_default: bool,
+    main_default: bool,
+    expected: int,
+) -> None:
+    path = tmp_path / f"two_streams{suffix}"
+    media.make_two_video_streams(
+        path, thumbnail_default=thumbnail_default, main_default=main_default
+    )
+    info = probe(path)
+    assert info.video_stream == expected
+    assert (info.width, info.height) == ((64, 48) if expected == 1 else (16, 16))
