@@ -15,6 +15,11 @@ if not workflow.configfiles:
     configfile: "workflow_config.yaml"
 
 
+# `snakemake --report report.html` (or .zip): the outputs marked with report() in the rules,
+# by task, with the captions of pipeline/rules/report/.
+report: "pipeline/rules/report/workflow.rst"
+
+
 # Used only with --software-deployment-method apptainer (see docker/README.md).
 container: "avloc-0.1.0.sif"
 
@@ -37,6 +42,7 @@ include: "pipeline/rules/report.smk"
 include: "pipeline/rules/segments.smk"
 include: "pipeline/rules/spatial.smk"
 include: "pipeline/rules/comparison.smk"
+include: "pipeline/rules/viewer.smk"
 
 
 # The default target: every table and report the data set's labels allow; an unlabelled video
@@ -53,6 +59,10 @@ rule all:
             "results/{dataset}/{name}",
             dataset=DATASET,
             name=["report.md", "table.md", "comparison.md"] if ANNOTATIONS else [],
+        ),
+        viewer=expand(
+            "results/{dataset}/viewer/index.html",
+            dataset=DATASET if ANNOTATIONS else [],
         ),
         segments=expand(
             "results/{dataset}/segments/table.md",

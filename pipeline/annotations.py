@@ -11,8 +11,9 @@ Validation rules (each violation raises :class:`AnnotationError` naming the file
 the annotation index and, for files, the line and column of the offending entry):
 
 - the keys above must be present with the types above; other keys are ignored;
-- a video id must be a safe file name (:func:`pipeline.ids.check_video_id`: no ``/``, no
-  leading ``.``), because outputs are named after it;
+- a video id may be any non-empty name (a file's stem with spaces or accents); outputs are
+  named after its :func:`pipeline.ids.safe_name`, which never leaves their folder, so an id
+  too long for a file name is refused;
 - ``subset`` must be one of ``allowed_subsets``; ``duration`` a finite number > 0;
 - ``segment`` must be a pair of finite numbers with ``start < end``: zero-length events are
   refused because their tIoU with any prediction is 0, so they could never be detected;
@@ -25,6 +26,11 @@ the annotation index and, for files, the line and column of the offending entry)
   (true of UnAV-100: 100 labels, ids 0..99);
 - the same event (segment and label) twice in one video is refused (it would count twice as
   ground truth); a key repeated inside one JSON object is refused (JSON readers keep the last).
+
+Checked later, against what the file's reader needs: :meth:`AnnotationSet.subset` refuses a split
+without videos, naming the file; :func:`check_against_videos` refuses an event that ends past the
+end of its video as probed (the duration of its feature store), beyond a tolerance
+(:data:`DURATION_TOLERANCE_S`), and lists the videos whose durations disagree by more.
 """
 
 # Over 400 lines on purpose: the format's every rule, checked in one pass with the file's line and
@@ -36,14 +42,18 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.ids import check_video_id
+from pipeline.ids import safe_name
 
 DEFAULT_SUBSETS: tuple[str, ...] = ("train", "validation", "test")
 SEGMENT_TOLERANCE_S = 0.1  # seconds a segment may stick out of [0, duration] before refusal
+# Seconds an event may end past its video's probed end (dataset.duration_tolerance_s): a few
+# frames and an audio packet of disagreement between a container's declared duration and the
+# annotator's player, far below a wrong file's (a 1000 s annotation on a 12 s video).
+DURATION_TOLERANCE_S = 1.0
 
 
 class AnnotationError(ValueError):
@@ -111,14 +121,22 @@ class AnnotationSet:
     version: str  # the file's "version" string
     videos: dict[str, VideoAnnotation]  # video_id -> annotation, in file order
     labels: tuple[str, ...]  # labels[label_id] is the class name; covers the whole file
+    source: str = field(default="<dict>", compare=False)  # the file, named in errors
 
     def subset(self, name: str) -> AnnotationSet:
-        """The videos of one split, with the full label vocabulary kept."""
+        """The videos of one split, with the full label vocabulary kept.
+
+        Raises:
+            AnnotationError: naming the file, when no video has subset ``name``.
+        """
         videos = {vid: video for vid, video in self.videos.items() if video.subset == name}
         if not videos:
             present = sorted({video.subset for video in self.videos.values()})
-            raise ValueError(f"no video has subset {name!r}; subsets present: {present}")
-        return AnnotationSet(version=self.version, videos=videos, labels=self.labels)
+            raise AnnotationError(
+                f"no video has subset {name!r}; subsets present: {present}",
+                source=self.source,
+            )
+        return replace(self, videos=videos)
 
     @property
     def num_events(self) -> int:
@@ -202,6 +220,85 @@ def parse_annotations(
 ) -> AnnotationSet:
     """Validate an already-decoded annotation dict (no line numbers in errors)."""
     return _Parser(source, None, tuple(allowed_subsets), segment_tolerance_s).parse(data)
+
+
+def annotation_error(
+    problem: str, *, source: str, video_id: str | None = None, annotation_index: int | None = None
+) -> AnnotationError:
+    """An :class:`AnnotationError` at the line of a video, or of one of its annotations, in the
+    file ``source`` (read again only to find the line; no line when it cannot be read)."""
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    line, column = _locate(text, video_id, annotation_index)
+    return AnnotationError(
+        problem,
+        source=source,
+        video_id=video_id,
+        annotation_index=annotation_index,
+        line=line,
+        column=column,
+    )
+
+
+def check_against_videos(
+    annotations: AnnotationSet,
+    probed_s: Mapping[str, float],
+    *,
+    tolerance_s: float = DURATION_TOLERANCE_S,
+) -> list[tuple[str, float, float]]:
+    """Compare each annotated video with its video as probed, before anything trains on it.
+
+    Args:
+        annotations: the validated annotations (:func:`load_annotations`).
+        probed_s: video id -> duration of the video file as probed (its feature store's
+            ``video.duration_s``); annotated videos absent from it (not extracted) are skipped.
+        tolerance_s: seconds an event may end past the probed end, and the annotated and probed
+            durations may differ, before this counts.
+
+    Returns:
+        ``(video_id, annotated_s, probed_s)`` of every video whose durations differ by more
+        than ``tolerance_s`` while all its events fit (worth a warning: the predictions are
+        clipped to the annotated duration, the ground truth is unharmed).
+
+    Raises:
+        AnnotationError: an event ends more than ``tolerance_s`` past its video's probed end,
+            which no prediction could match (it would silently lower mAP): the first such
+            event's file, video, annotation, line and both durations, and the other videos with
+            one.
+    """
+    past_end: list[tuple[str, int, Event]] = []
+    mismatches: list[tuple[str, float, float]] = []
+    for video_id, video in annotations.videos.items():
+        if video_id not in probed_s:
+            continue
+        probed = float(probed_s[video_id])
+        late = [i for i, event in enumerate(video.events) if event.end_s > probed + tolerance_s]
+        if late:
+            past_end.append((video_id, late[0], video.events[late[0]]))
+        elif abs(video.duration_s - probed) > tolerance_s:
+            mismatches.append((video_id, video.duration_s, probed))
+    if past_end:
+        video_id, index, event = past_end[0]
+        annotated, probed = annotations.videos[video_id].duration_s, probed_s[video_id]
+        others = [vid for vid, _, _ in past_end[1:]]
+        more = ", ".join(others[:10]) + (" ..." if len(others) > 10 else "")
+        raise annotation_error(
+            f"event [{event.start_s}, {event.end_s}] ({event.label!r}) ends past the end of its "
+            f"video: the video lasts {round(probed, 3)} s as probed, the annotation says "
+            f"{round(annotated, 3)} s (tolerance {tolerance_s} s, dataset.duration_tolerance_s); "
+            "fix the annotation, or check that the video file is the one annotated"
+            + (
+                f"; {len(others)} more video(s) have events past their end: {more}"
+                if others
+                else ""
+            ),
+            source=annotations.source,
+            video_id=video_id,
+            annotation_index=index,
+        )
+    return mismatches
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:
@@ -309,7 +406,9 @@ class _Parser:
         videos = {
             video_id: self.video(video_id, entry) for video_id, entry in data["database"].items()
         }
-        return AnnotationSet(version=data["version"], videos=videos, labels=self.labels())
+        return AnnotationSet(
+            version=data["version"], videos=videos, labels=self.labels(), source=self.source
+        )
 
     def check_top_level(self, data: Any) -> None:
         if not isinstance(data, Mapping):
@@ -343,8 +442,8 @@ class _Parser:
         )
 
     def check_video_entry(self, video_id: str, entry: Any) -> None:
-        try:  # the id names output files (plots, events): it may not leave their folder
-            check_video_id(video_id)
+        try:  # output files (plots) are named after its safe name, which must fit a file name
+            safe_name(video_id)
         except ValueError as err:
             self.fail(str(err), video_id)
         if not isinstance(entry, Mapping):

@@ -1,4 +1,5 @@
-"""Log-mel spectrograms of mono waveforms: the one STFT and mel front end of the pipeline.
+"""Log-mel spectrograms of mono waveforms: the one STFT and mel front end of the pipeline; and
+:func:`iter_windows`, which cuts an audio encoder's windows from a waveform as it decodes.
 
 The classic audio encoder (:mod:`pipeline.encoders.classic_audio`: Slaney mel powers,
 ``log(mel + 1e-10)``) and the segment clips (:mod:`pipeline.segments.clips`: VGGish's HTK mel
@@ -11,6 +12,7 @@ periodic Hann window and zero-padded to ``n_fft``. The mel filter bank is libros
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import librosa
@@ -113,3 +115,54 @@ class LogMelSpectrogram:
         """Log-mel spectrograms ``(B, T, n_mels)`` of waveforms ``(B, N)`` (the first
         ``max_frames`` frames when given)."""
         return self.log_mel(self.spectrogram(self.frames(waveforms, max_frames)))
+
+
+def iter_windows(
+    blocks: Iterable[np.ndarray], starts: np.ndarray, window_samples: int, batch_size: int
+) -> Iterator[np.ndarray]:
+    """Cut windows from a waveform that arrives as consecutive blocks ``(n,)`` (a stream such as
+    :func:`pipeline.decode.iter_audio`), ``batch_size`` windows ``(B, N)`` at a time.
+
+    Window k holds samples ``[starts[k], starts[k] + window_samples)`` of the waveform, zeros
+    past its end. ``starts`` must be non-negative and non-decreasing, so only the samples from
+    the first window of the current batch to the end of its last one (and one block more) are
+    held at a time, however long the waveform. After the last window the rest of the blocks is
+    read and dropped, so an error the stream raises at its end (a truncated file) still comes.
+
+    Args:
+        blocks: consecutive parts of the waveform, in order.
+        starts: ``(T,)`` first sample of each window.
+        window_samples: N, samples per window (> 0).
+        batch_size: windows per yielded batch (> 0); the last batch may hold fewer.
+    """
+    starts = np.asarray(starts, dtype=np.int64)  # (T,)
+    if window_samples < 1 or batch_size < 1:
+        raise ValueError(
+            f"iter_windows needs window_samples and batch_size >= 1, got {window_samples}, "
+            f"{batch_size}"
+        )
+    if len(starts) and (starts[0] < 0 or np.any(np.diff(starts) < 0)):
+        raise ValueError("iter_windows needs non-negative, non-decreasing window starts")
+    blocks = iter(blocks)
+    held, held_start = np.zeros(0, np.float32), 0  # samples [held_start, held_start + len(held))
+    exhausted = False
+    for first in range(0, len(starts), batch_size):
+        batch_starts = starts[first : first + batch_size]  # (B,)
+        needed_end = int(batch_starts[-1]) + window_samples
+        parts, held_end = [held], held_start + len(held)
+        while held_end < needed_end and not exhausted:
+            block = next(blocks, None)
+            if block is None:
+                exhausted = True
+            else:
+                parts.append(block)
+                held_end += len(block)
+        padded = np.concatenate([*parts, np.zeros(window_samples, held.dtype)])  # (L + N,)
+        held = padded[: len(padded) - window_samples]  # (L,)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, window_samples)  # (L + 1, N)
+        yield windows[np.minimum(batch_starts - held_start, len(held))]  # (B, N), a copy
+        if first + batch_size < len(starts):  # drop what the next batch does not see
+            dropped = min(int(starts[first + batch_size]) - held_start, len(held))
+            held, held_start = held[dropped:], held_start + dropped
+    for _ in blocks:
+        pass

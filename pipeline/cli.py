@@ -91,7 +91,10 @@ examples:
   avloc run --cores 2                                  the default job (workflow_config.yaml)
   avloc run --cores 8 --configfile my_config.yaml      your own configuration
   avloc run -n                                         dry run: list the jobs
-  avloc run --cores 8 --rerun-incomplete               after a killed run
+  avloc run --cores 8 --rerun-incomplete               after a stopped run
+  avloc run --unlock                                   before that, if Snakemake was killed
+                                                       with SIGKILL (README: Stopping and
+                                                       resuming says what else to do)
   avloc run --profile profiles/slurm                   on a SLURM cluster
 
 `snakemake --help` lists every option.

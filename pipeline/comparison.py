@@ -12,7 +12,11 @@ every row:
   field's metrics under their evaluators' names (CIoU and AUC of EZ-VSL, AP and max-F1 of
   SLAVC, mIoU and F-score of AVSBench) as mean ± std over the training seeds.
 
-The first section lists, per task and metric, the winning row and its margin over the next.
+The first section lists, per task and metric, the winning row and its margin over the next. A
+detection run is called the winner only when the 95 % interval of its difference to every other
+run excludes 0, the interval coming from the same resamples of the test videos in both runs'
+``metrics.json`` (a paired bootstrap, :mod:`pipeline.detection.bootstrap`); otherwise the line says
+"tie within noise" and gives the figures. The spatial section keeps its Welch's t-test verdict.
 Tasks whose inputs are not given are left out (a data set without boxes has no spatial table).
 
 Usage: ``python -m pipeline.comparison --title demo --runs results/demo/runs/fusion ...
@@ -32,6 +36,7 @@ from typing import Any
 
 from models import check_detector_config
 from pipeline.cli import user_errors
+from pipeline.detection.bootstrap import paired_interval, resampled_values, unpaired_reason
 from pipeline.detection.report import RunRecord, load_run
 from pipeline.display_names import SPATIAL_HEADLINE, spatial_display_name
 from pipeline.io import read_json
@@ -229,6 +234,81 @@ def win_sentence(task: str, title: str, win: dict[str, Any] | None, unit: str, s
     )
 
 
+def _detection_value(metrics: Mapping[str, Any], key: str) -> float | None:
+    value = metrics["average_mAP"] if key == "average" else metrics["mAP"].get(key)
+    return None if value is None or math.isnan(value) else value
+
+
+def detection_noise(
+    win: dict[str, Any] | None, metrics_by_run: Mapping[str, Mapping[str, Any]], key: str
+) -> dict[str, Any] | None:
+    """The winner's paired 95 % interval against every other run on ``key``.
+
+    Returns ``{"against": [{"run", "value", "difference", "ci95", "tie"}]}`` (best first), or
+    ``{"unknown": reason}`` when a run cannot be paired; None without a single winner.
+    """
+    if win is None or len(win["winners"]) != 1 or win["runner_up"] is None:
+        return None
+    best = metrics_by_run[win["winners"][0]]
+    against = []
+    for name, metrics in metrics_by_run.items():
+        value = _detection_value(metrics, key)
+        if name == win["winners"][0] or value is None:
+            continue
+        reason = unpaired_reason(best, metrics)
+        resampled = (resampled_values(best, key), resampled_values(metrics, key))
+        if reason is None and any(values is None for values in resampled):
+            reason = f"no bootstrap at tIoU {key}"
+        if reason is not None:
+            return {"unknown": f"{name}: {reason}"}
+        low, high = paired_interval(win["value"], value, *resampled)
+        against.append(
+            {
+                "run": name,
+                "value": value,
+                "difference": win["value"] - value,
+                "ci95": [low, high],
+                "tie": low <= 0,  # the interval is centred on a difference >= 0
+            }
+        )
+    return {"against": sorted(against, key=lambda row: -row["value"])}
+
+
+def detection_sentence(title: str, win: dict[str, Any] | None) -> str:
+    """``win_sentence`` of a detection metric, with its noise: "**A** beats B by x [lo, hi]
+    points" or "tie within noise: A x %, B y % (difference x [lo, hi])"."""
+    noise = None if win is None else win.get("noise")
+    task = "Temporal detection"
+    if noise is None:
+        return win_sentence(task, title, win, " %", 100)
+    if "unknown" in noise:
+        text = win_sentence(task, title, win, " %", 100)
+        return f"{text[:-1]}; noise unknown ({noise['unknown']})."
+    best = win["winners"][0]
+    tied = [row for row in noise["against"] if row["tie"]]
+    beaten = [row["run"] for row in noise["against"] if not row["tie"]]
+
+    def interval(row: Mapping[str, Any]) -> str:
+        low, high = row["ci95"]
+        return f"{100 * row['difference']:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+    if tied:
+        figures = ", ".join(
+            f"{row['run']} {100 * row['value']:.2f} % (difference {interval(row)})" for row in tied
+        )
+        rest = f"; {best} beats {', '.join(beaten)} beyond the noise" if beaten else ""
+        return (
+            f"- {task}, {title}: tie within noise: {best} {100 * win['value']:.2f} %, "
+            f"{figures}{rest}."
+        )
+    runner_up = noise["against"][0]
+    rest = f"; it beats {', '.join(beaten[1:])} beyond the noise too" if beaten[1:] else ""
+    return (
+        f"- {task}, {title}: **{best}** beats {runner_up['run']} by {interval(runner_up)} points "
+        f"({100 * win['value']:.2f} % vs {100 * runner_up['value']:.2f} %){rest}."
+    )
+
+
 def build_comparison(
     title: str,
     run_dirs: Sequence[str | Path],
@@ -242,21 +322,26 @@ def build_comparison(
     wins: list[str] = []
     sections: list[str] = []
     if run_dirs:
-        rows = detection_rows([load_run(folder) for folder in run_dirs])
+        runs = [load_run(folder) for folder in run_dirs]
+        rows = detection_rows(runs)
         results = {key: _winner(rows, key) for key in ("average", *DETECTION_THRESHOLDS)}
+        metrics_by_run = {run.name: run.metrics for run in runs}
+        for key, win in results.items():
+            if (noise := detection_noise(win, metrics_by_run, key)) is not None:
+                win["noise"] = noise
         tasks["detection"] = {"rows": rows, "winners": results}
         wins += [
-            win_sentence("Temporal detection", "average mAP", results["average"], " %", 100),
-            *(
-                win_sentence("Temporal detection", f"mAP@{key}", results[key], " %", 100)
-                for key in DETECTION_THRESHOLDS
-            ),
+            detection_sentence("average mAP", results["average"]),
+            *(detection_sentence(f"mAP@{key}", results[key]) for key in DETECTION_THRESHOLDS),
         ]
         sections += [
             "## Temporal detection",
             "",
             "mAP (%) on the test split at tIoU 0.5 to 0.9; `average` is the mean over all "
-            "configured thresholds. Throughput on the device and threads of each job.",
+            "configured thresholds. Throughput on the device and threads of each job. A winner "
+            "is called only when the 95 % interval of its difference to each other run, over "
+            "the same bootstrap resamples of the test videos, excludes 0 (in points, in "
+            "brackets).",
             "",
             *detection_table(rows),
             "",

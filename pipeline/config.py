@@ -6,9 +6,11 @@ descriptions; the Snakefile validates against the same file with ``snakemake.uti
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,9 @@ SOURCE_KEYS = {
     "videos": ("videos_dir", "video_extensions", "annotations", "segment_labels"),
     "import": ("import",),
 }
+# The dataset keys of extracted videos (synth and videos), which an import does not read: the
+# importers check their features' lengths against the annotations themselves.
+EXTRACTED_VIDEO_KEYS = ("duration_tolerance_s",)
 
 
 def _check_source_keys(dataset: Mapping[str, Any], source: str) -> None:
@@ -106,6 +111,12 @@ def _check_source_keys(dataset: Mapping[str, Any], source: str) -> None:
                     f"{source}: 'dataset.{key}' is read only with 'dataset.source: {owner}', "
                     f"but dataset.source is {chosen!r}; set the source or remove the key"
                 )
+    for key in EXTRACTED_VIDEO_KEYS:
+        if chosen == "import" and key in dataset:
+            raise ConfigError(
+                f"{source}: 'dataset.{key}' is not read with 'dataset.source: import' (the "
+                "importer checks the features' lengths against the annotations itself); remove it"
+            )
 
 
 def _task_missing(config: Mapping[str, Any], task: str) -> str:
@@ -368,13 +379,32 @@ def _check_models(config: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: {err}") from None
 
 
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's contents; a syntax error names the file, its line and column."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.safe_load(handle) or {}
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        context = ""
+        if err.context and err.context_mark is not None and err.context_mark is not mark:
+            start = err.context_mark
+            context = f" ({err.context} at line {start.line + 1} column {start.column + 1})"
+        raise ConfigError(
+            f"{path}{where}: not valid YAML: {err.problem}{context}; fix the syntax (mixing tabs "
+            "and spaces in the indentation is a common cause)"
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a YAML config file, apply ``overrides`` (top-level keys merged one level deep)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    with path.open() as handle:
-        config = yaml.safe_load(handle) or {}
+    config = _read_yaml(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     for key, value in (overrides or {}).items():
@@ -459,3 +489,48 @@ def run_config(config: Mapping[str, Any], run_name: str) -> dict[str, Any]:
         "training": {**config["training"], **run.get("training", {})},
         "tiou_thresholds": list(config["dataset"]["tiou_thresholds"]),
     }
+
+
+def _merged(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` merged onto ``base`` key by key at every depth, as Snakemake merges several
+    ``--configfile`` files."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.config FILE...``: check the configuration files the workflow would
+    get (``--configfile FILE...``, merged in order) without Snakemake, whose own message on a
+    malformed file names neither the file nor the line: YAML syntax with the file, line and
+    column, then the schema and the components' options (:func:`validate_config`, the
+    Snakefile's first check; the data checks of the DAG's build are not run)."""
+    parser = argparse.ArgumentParser(
+        description="Check workflow configuration files (merged in order, as --configfile "
+        "merges them), naming the file, line and column of a YAML syntax error."
+    )
+    parser.add_argument("configs", nargs="+", help="configuration files (YAML)")
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {}
+    try:
+        for path in map(Path, args.configs):
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            content = _read_yaml(path)
+            if not isinstance(content, dict):
+                raise ConfigError(f"{path}: the top level must be a mapping of keys")
+            config = _merged(config, content)
+        validate_config(config, source=", ".join(args.configs))
+    except ValueError as err:  # ConfigError, or a component's own check
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{', '.join(args.configs)}: valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

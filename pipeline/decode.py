@@ -18,8 +18,12 @@ Truncated files (a download cut off part-way) always raise :class:`DecodeError`:
 container cannot be opened (an MP4 whose index sits at the end), or the decoded stream ends
 more than ``TRUNCATION_TOLERANCE_S`` before its declared end (the container's duration, or an
 AVI header's length), in which case :func:`iter_frames` raises after yielding the frames it
-could decode, before yielding any padded ones, and :func:`read_audio` raises instead of
-returning.
+could decode, before yielding any padded ones, :func:`iter_audio` likewise after its decoded
+samples, before the padding, and :func:`read_audio` raises instead of returning.
+
+Both streams are decoded as streams: :func:`iter_frames` yields frames and :func:`iter_audio`
+blocks of samples as they decode, so memory does not grow with a file's duration;
+:func:`read_audio` gathers the blocks into one waveform.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ __all__ = [
     "VideoInfo",
     "ffmpeg_executable",
     "frame_indices",
+    "iter_audio",
     "iter_frames",
     "probe",
     "read_audio",
@@ -325,27 +330,90 @@ def _silence(like: av.AudioFrame, seconds: float) -> av.AudioFrame:
     return silence
 
 
-def read_audio(
+AUDIO_BLOCK_S = 10.0  # longest block of padding silence :func:`iter_audio` yields at once
+
+
+class _TimeAxisPlacer:
+    """Places decoded mono samples on the time axis as they come, as :func:`read_audio` places
+    the whole waveform: ``offset`` leading zeros (or ``-offset`` samples dropped) once the first
+    frame's time is known, the end trimmed or zero-padded to ``num_samples``, values clipped to
+    [-1, 1]. Samples decoded before the offset is known wait in ``pending``.
+
+    Args:
+        num_samples: samples of the time axis, ``round(duration_s * sample_rate)``.
+        sample_rate: Hz.
+    """
+
+    def __init__(self, num_samples: int, sample_rate: int) -> None:
+        self.num_samples, self.sample_rate = num_samples, sample_rate
+        self.offset: int | None = None  # samples to insert (> 0) or drop (< 0) at the start
+        self.pending: list[np.ndarray] | None = []  # None once the offset is applied
+        self.decoded = 0  # samples decoded so far
+        self.emitted = 0  # samples placed on the axis so far
+        self.to_drop = 0  # samples still to drop before time zero
+
+    def start(self, first_time_s: float) -> None:
+        """Fix the offset from the time of the first decoded sample."""
+        self.offset = round(first_time_s * self.sample_rate)
+
+    def _silence(self, num_samples: int) -> list[np.ndarray]:
+        num_samples = min(num_samples, self.num_samples - self.emitted)
+        block = max(1, round(AUDIO_BLOCK_S * self.sample_rate))
+        blocks = [
+            np.zeros(min(block, num_samples - done), np.float32)
+            for done in range(0, num_samples, block)
+        ]
+        self.emitted += max(0, num_samples)
+        return blocks
+
+    def add(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Blocks ``(n,)`` float32 of the axis that decoded ``samples`` complete."""
+        if self.offset is None:
+            self.pending.append(samples)
+            return []
+        blocks: list[np.ndarray] = []
+        if self.pending is not None:  # the first samples since the offset became known
+            pending, self.pending = self.pending, None
+            self.to_drop = max(0, -self.offset)
+            blocks.extend(self._silence(self.offset))
+            for earlier in pending:
+                blocks.extend(self.add(earlier))
+        self.decoded += len(samples)
+        dropped = min(self.to_drop, len(samples))
+        self.to_drop -= dropped
+        kept = samples[dropped : dropped + self.num_samples - self.emitted]
+        self.emitted += len(kept)
+        if len(kept):
+            blocks.append(np.clip(kept, -1.0, 1.0).astype(np.float32, copy=False))
+        return blocks
+
+    def finish(self, path: Path, declared_end_s: float) -> list[np.ndarray]:
+        """The axis's last blocks (zero padding); :class:`DecodeError` when the decoded samples
+        end more than ``TRUNCATION_TOLERANCE_S`` before ``declared_end_s``."""
+        if self.offset is None:  # no frame had a time: the audio starts at time zero
+            self.offset = 0
+        blocks = self.add(np.zeros(0, np.float32)) if self.pending is not None else []
+        decoded_end_s = max(0, self.decoded + self.offset) / self.sample_rate
+        if decoded_end_s < declared_end_s - TRUNCATION_TOLERANCE_S:
+            raise _truncation_error(path, "audio", decoded_end_s, declared_end_s)
+        return blocks + self._silence(self.num_samples - self.emitted)
+
+
+def iter_audio(
     path: str | Path,
     sample_rate: int,
     *,
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
     damage: StreamDamage | None = None,
-) -> np.ndarray:
-    """Decode the first audio stream as mono float32 ``(N,)`` in [-1, 1] at ``sample_rate``.
+) -> Iterator[np.ndarray]:
+    """Stream the first audio stream as consecutive mono float32 blocks ``(n,)`` on the time
+    axis, as it decodes: together they are exactly :func:`read_audio`'s waveform, and only the
+    blocks of a few packets are held at a time (all of them only while no decoded frame has
+    a time yet).
 
-    ``N = round(duration_s * sample_rate)``: samples are placed on the module's time axis
-    (leading zeros if the audio starts after time zero, samples before it dropped) and the
-    end is zero-padded or trimmed. Multi-channel audio is downmixed by libswresample
-    (stereo: each channel at -3 dB), and the result is clipped to [-1, 1]. A packet that does
-    not decode is skipped, counted and heard as silence of its length.
-
-    Args:
-        path: media file with an audio stream (else :class:`NoAudioStream`).
-        sample_rate: output rate in Hz (> 0).
-        max_damaged_fraction: share of the time axis undecodable audio may cover before
-            :class:`DecodeError`.
-        damage: filled in with what was skipped, when given.
+    Raises (when iterated) :class:`NoAudioStream` before the first block, and
+    :class:`DecodeError` for a truncated stream after the last decoded one. Arguments as
+    :func:`read_audio`.
     """
     if not (isinstance(sample_rate, int) and sample_rate > 0):
         raise ValueError(f"read_audio needs a positive integer sample_rate, got {sample_rate!r}")
@@ -362,8 +430,8 @@ def read_audio(
         damage.duration_s = info.duration_s
         guard = _DamageGuard(path, "audio", damage, max_damaged_fraction, packet_s)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        first_time_s, last_frame = None, None
+        placer = _TimeAxisPlacer(round(info.duration_s * sample_rate), sample_rate)
+        last_frame = None
         for item in _decode_skipping(container, stream, guard):
             if isinstance(item, float):  # a skipped packet's seconds: silence in its place
                 if last_frame is None or item <= 0:
@@ -372,24 +440,47 @@ def read_audio(
             else:
                 frame = item
                 guard.typical_s = frame.samples / frame.sample_rate  # for packets of no duration
-                if first_time_s is None and frame.time is not None:
-                    first_time_s = frame.time - time_zero_s
+                if placer.offset is None and frame.time is not None:
+                    placer.start(frame.time - time_zero_s)
                 if frame.is_corrupt:
                     guard.corrupt(frame.samples / frame.sample_rate)
             last_frame = frame
-            chunks.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
-        chunks.extend(out.to_ndarray()[0] for out in resampler.resample(None))
+            for out in resampler.resample(frame):
+                yield from placer.add(out.to_ndarray()[0])
+        for out in resampler.resample(None):
+            yield from placer.add(out.to_ndarray()[0])
         guard.report()
         declared_end_s = declared_stream_end_s(stream, info, time_zero_s)
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)  # (N_decoded,)
-    offset = round((first_time_s or 0.0) * sample_rate)
-    samples = np.pad(samples, (offset, 0)) if offset > 0 else samples[-offset:]
-    decoded_end_s = len(samples) / sample_rate
-    if decoded_end_s < declared_end_s - TRUNCATION_TOLERANCE_S:
-        raise _truncation_error(path, "audio", decoded_end_s, declared_end_s)
-    num_samples = round(info.duration_s * sample_rate)
-    samples = np.pad(samples[:num_samples], (0, max(0, num_samples - len(samples))))
-    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+    yield from placer.finish(path, declared_end_s)
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    damage: StreamDamage | None = None,
+) -> np.ndarray:
+    """Decode the first audio stream as mono float32 ``(N,)`` in [-1, 1] at ``sample_rate``.
+
+    ``N = round(duration_s * sample_rate)``: samples are placed on the module's time axis
+    (leading zeros if the audio starts after time zero, samples before it dropped) and the
+    end is zero-padded or trimmed. Multi-channel audio is downmixed by libswresample
+    (stereo: each channel at -3 dB), and the result is clipped to [-1, 1]. A packet that does
+    not decode is skipped, counted and heard as silence of its length. :func:`iter_audio`
+    streams the same samples block by block.
+
+    Args:
+        path: media file with an audio stream (else :class:`NoAudioStream`).
+        sample_rate: output rate in Hz (> 0).
+        max_damaged_fraction: share of the time axis undecodable audio may cover before
+            :class:`DecodeError`.
+        damage: filled in with what was skipped, when given.
+    """
+    blocks = list(
+        iter_audio(path, sample_rate, max_damaged_fraction=max_damaged_fraction, damage=damage)
+    )
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)  # (N,)
 
 
 def snippet_grid(duration_s: float, window_s: float, stride_s: float) -> np.ndarray:

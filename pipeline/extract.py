@@ -5,6 +5,11 @@ A video is decoded once as a stream; snippet k covers ``[k * stride_s, k * strid
 sampled uniformly inside that window from the stream resampled to ``fps``, and the audio encoder
 sees the same window of the mono waveform. Audio and visual rows are aligned by construction.
 
+Both streams are decoded, embedded and written batch by batch: frames through a buffer of one
+batch's clips, audio through a buffer of one batch's windows (:func:`pipeline.audio.iter_windows`),
+rows straight into the store (:func:`pipeline.store.stream_store`), so an extraction job's memory
+does not grow with the video's duration (``bench/extraction_memory.py``).
+
 An extraction job works on a shard of videos, builds its encoders once, writes one store per
 video (:mod:`pipeline.store`) and a shard manifest; stores already written with the same
 configuration hash are kept, so a killed job resumes where it stopped.
@@ -23,22 +28,25 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.audio import iter_windows
 from pipeline.cli import user_errors
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
     DecodeError,
     NoAudioStream,
     StreamDamage,
+    VideoInfo,
     frame_indices,
+    iter_audio,
     iter_frames,
     probe,
-    read_audio,
     snippet_grid,
 )
 from pipeline.encoders import (
@@ -50,7 +58,7 @@ from pipeline.encoders import (
 )
 from pipeline.ids import safe_name
 from pipeline.io import stable_hash
-from pipeline.store import VideoFeatures, is_complete, write_store
+from pipeline.store import VideoFeatures, is_complete, stream_store
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +83,15 @@ def iter_clips(
     gives. Indices past the end of the stream take its last frame (the probed duration can
     overrun the frames).
     """
-    needed = set(indices.ravel().tolist())
+    needed = np.zeros(int(indices.max(initial=-1)) + 1, dtype=bool)  # (max index + 1,)
+    needed[indices.ravel()] = True
     buffer: dict[int, np.ndarray] = {}
     snippet, last_index = 0, -1
     last_frame: np.ndarray | None = None  # kept even when not needed: it pads past the end
     num_snippets = indices.shape[0]
     for last_index, frame in enumerate(frames):
         last_frame = frame
-        if last_index in needed:
+        if last_index < len(needed) and needed[last_index]:
             buffer[last_index] = frame
         while snippet < num_snippets and indices[snippet].max() <= last_index:
             yield snippet, np.stack([buffer[i] for i in indices[snippet]])
@@ -109,13 +118,145 @@ def _batched(items: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[np.
         yield np.stack(batch)
 
 
-def audio_windows(waveform: np.ndarray, timestamps: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(T, N) windows of the waveform on the snippet grid, zero-padded past its end."""
-    window_samples = round((timestamps[0, 1] - timestamps[0, 0]) * sample_rate)
+def _window_starts(timestamps: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """First sample ``(T,)`` int64 of each snippet's audio window, and N, samples per window."""
+    window_length = round((timestamps[0, 1] - timestamps[0, 0]) * sample_rate)
     starts = np.round(timestamps[:, 0] * sample_rate).astype(np.int64)  # (T,)
-    padded = np.concatenate([waveform, np.zeros(window_samples, dtype=np.float32)])
-    positions = starts[:, None] + np.arange(window_samples)[None, :]  # (T, N)
+    return starts, window_length
+
+
+def audio_windows(waveform: np.ndarray, timestamps: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(T, N) windows of the waveform on the snippet grid, zero-padded past its end; the whole
+    waveform in memory (extraction cuts the same windows from the decoding stream instead)."""
+    starts, window_length = _window_starts(timestamps, sample_rate)
+    padded = np.concatenate([waveform, np.zeros(window_length, dtype=np.float32)])
+    positions = starts[:, None] + np.arange(window_length)[None, :]  # (T, N)
     return padded[np.minimum(positions, len(padded) - 1)]
+
+
+RowWriter = Callable[[str, np.ndarray], None]  # (array name, rows (n, ...)), in snippet order
+
+
+@dataclass
+class _VideoExtraction:
+    """One video probed and planned: the snippet grid its rows follow and the encoders; built
+    by :meth:`plan`, embedded by :meth:`run`.
+
+    Args:
+        video_path: the video file.
+        video_id: id stored in the attributes.
+        settings: extraction settings.
+        visual_encoder: the built visual encoder.
+        audio_encoder: the built audio encoder.
+        info: the probed video.
+        timestamps: (T, 2) ``[start_s, end_s]`` of each snippet.
+        started: :func:`time.perf_counter` when the extraction began.
+    """
+
+    video_path: Path
+    video_id: str
+    settings: dict[str, Any]
+    visual_encoder: VisualEncoder
+    audio_encoder: AudioEncoder
+    info: VideoInfo
+    timestamps: np.ndarray
+    started: float
+
+    @classmethod
+    def plan(
+        cls,
+        video_path: str | Path,
+        settings: dict[str, Any],
+        *,
+        video_id: str | None,
+        visual_encoder: VisualEncoder | None,
+        audio_encoder: AudioEncoder | None,
+        device: str,
+    ) -> _VideoExtraction:
+        """Check the id, build the encoders not given, probe the video and lay out its grid."""
+        video_path = Path(video_path)
+        video_id = video_id or video_path.stem
+        safe_name(video_id)  # refuses now an id that no store could be named after
+        fp16 = bool(settings.get("fp16", False))
+        visual_encoder = visual_encoder or build_visual_encoder(
+            settings["visual"], device=device, fp16=fp16
+        )
+        audio_encoder = audio_encoder or build_audio_encoder(
+            settings["audio"], device=device, fp16=fp16
+        )
+        started = time.perf_counter()
+        info = probe(video_path)
+        if not info.has_video:
+            raise DecodeError(f"{video_path}: has no video stream")
+        if not info.duration_s > 0:
+            raise DecodeError(f"{video_path}: has zero duration")
+        timestamps = snippet_grid(info.duration_s, settings["window_s"], settings["stride_s"])
+        return cls(
+            video_path, video_id, settings, visual_encoder, audio_encoder, info, timestamps, started
+        )
+
+    def run(
+        self, write: RowWriter, *, batch_size: int, max_damaged_fraction: float
+    ) -> dict[str, Any]:
+        """Embed the video ``batch_size`` snippets at a time, handing each batch's rows to
+        ``write``: ``visual`` (and ``visual_grid``) as the video stream decodes, then ``audio``
+        as the audio stream does; return the store's attributes."""
+        settings, visual_encoder = self.settings, self.visual_encoder
+        audio_encoder, timestamps = self.audio_encoder, self.timestamps
+        indices = frame_indices(timestamps, visual_encoder.frames_per_snippet, settings["fps"])
+        damage = {"video": StreamDamage(), "audio": StreamDamage()}
+        frames = iter_frames(
+            self.video_path,
+            settings["fps"],
+            visual_encoder.frame_size,
+            max_damaged_fraction=max_damaged_fraction,
+            damage=damage["video"],
+        )
+        for clips in _batched(iter_clips(frames, indices), batch_size):
+            if settings.get("visual_grid"):
+                pooled, grid = visual_encoder.encode_with_grid(clips)  # one forward pass for both
+                write("visual", pooled)
+                write("visual_grid", grid)
+            else:
+                write("visual", visual_encoder.encode(clips))
+
+        starts, window_length = _window_starts(timestamps, audio_encoder.sample_rate)
+        samples = iter_audio(
+            self.video_path,
+            audio_encoder.sample_rate,
+            max_damaged_fraction=max_damaged_fraction,
+            damage=damage["audio"],
+        )
+        try:  # NoAudioStream comes before the first window, so before any audio row
+            for windows in iter_windows(samples, starts, window_length, batch_size):
+                write("audio", audio_encoder.encode(windows))
+            audio_present = True
+        except NoAudioStream:
+            audio_present = False
+            for first in range(0, len(timestamps), batch_size):
+                rows = min(batch_size, len(timestamps) - first)
+                write("audio", np.zeros((rows, audio_encoder.dim), dtype=np.float32))
+
+        return {
+            "video_id": self.video_id,
+            "source": str(self.video_path),
+            "fps": settings["fps"],
+            "window_s": settings["window_s"],
+            "stride_s": settings["stride_s"],
+            "sample_rate": audio_encoder.sample_rate,
+            "encoders": {
+                "visual": {**visual_encoder.config(), "dim": visual_encoder.dim},
+                "audio": {**audio_encoder.config(), "dim": audio_encoder.dim},
+            },
+            "settings": settings,
+            "config_hash": settings_hash(settings, visual_encoder, audio_encoder),
+            "video": self.info.to_dict(),
+            "audio_present": audio_present,
+            "decode_errors": {
+                kind: figures.to_dict() for kind, figures in damage.items() if figures
+            },
+            "extraction_seconds": round(time.perf_counter() - self.started, 3),
+        }
 
 
 def extract_video(
@@ -129,7 +270,11 @@ def extract_video(
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
 ) -> VideoFeatures:
-    """Extract one video in memory; encoders are built from ``settings`` unless passed in.
+    """Extract one video into memory; encoders are built from ``settings`` unless passed in.
+
+    The decoding streams, but the features are returned whole: a long video's visual grid is
+    large (2 h at the default grid: 160 MB), so extraction jobs write through
+    :func:`extract_video_to_store` instead, whose memory does not grow with the duration.
 
     Args:
         video_path: the video file.
@@ -148,89 +293,60 @@ def extract_video(
             truncated or damaged beyond ``max_damaged_fraction``.
         ValueError: the id is too long to name a store (:func:`pipeline.ids.safe_name`).
     """
-    video_path = Path(video_path)
-    video_id = video_id or video_path.stem
-    safe_name(video_id)  # refuses now an id that no store could be named after
-    fp16 = bool(settings.get("fp16", False))
-    visual_encoder = visual_encoder or build_visual_encoder(
-        settings["visual"], device=device, fp16=fp16
-    )
-    audio_encoder = audio_encoder or build_audio_encoder(
-        settings["audio"], device=device, fp16=fp16
-    )
-    started = time.perf_counter()
-    info = probe(video_path)
-    if not info.has_video:
-        raise DecodeError(f"{video_path}: has no video stream")
-    if not info.duration_s > 0:
-        raise DecodeError(f"{video_path}: has zero duration")
-    timestamps = snippet_grid(info.duration_s, settings["window_s"], settings["stride_s"])
-    indices = frame_indices(timestamps, visual_encoder.frames_per_snippet, settings["fps"])
-
-    damage = {"video": StreamDamage(), "audio": StreamDamage()}
-    frames = iter_frames(
+    extraction = _VideoExtraction.plan(
         video_path,
-        settings["fps"],
-        visual_encoder.frame_size,
-        max_damaged_fraction=max_damaged_fraction,
-        damage=damage["video"],
-    )
-    visual_rows, grid_rows = [], []
-    for clips in _batched(iter_clips(frames, indices), batch_size):
-        if settings.get("visual_grid"):
-            pooled, grid = visual_encoder.encode_with_grid(clips)  # one forward pass for both
-            visual_rows.append(pooled)
-            grid_rows.append(grid)
-        else:
-            visual_rows.append(visual_encoder.encode(clips))
-
-    try:
-        waveform = read_audio(
-            video_path,
-            audio_encoder.sample_rate,
-            max_damaged_fraction=max_damaged_fraction,
-            damage=damage["audio"],
-        )
-        audio_present = True
-    except NoAudioStream:
-        waveform, audio_present = None, False
-    if audio_present:
-        windows = audio_windows(waveform, timestamps, audio_encoder.sample_rate)
-        audio = np.concatenate(
-            [
-                audio_encoder.encode(windows[i : i + batch_size])
-                for i in range(0, len(windows), batch_size)
-            ]
-        )
-    else:
-        audio = np.zeros((len(timestamps), audio_encoder.dim), dtype=np.float32)
-
-    attrs = {
-        "video_id": video_id,
-        "source": str(video_path),
-        "fps": settings["fps"],
-        "window_s": settings["window_s"],
-        "stride_s": settings["stride_s"],
-        "sample_rate": audio_encoder.sample_rate,
-        "encoders": {
-            "visual": {**visual_encoder.config(), "dim": visual_encoder.dim},
-            "audio": {**audio_encoder.config(), "dim": audio_encoder.dim},
-        },
-        "settings": settings,
-        "config_hash": settings_hash(settings, visual_encoder, audio_encoder),
-        "video": info.to_dict(),
-        "audio_present": audio_present,
-        "decode_errors": {kind: figures.to_dict() for kind, figures in damage.items() if figures},
-        "extraction_seconds": round(time.perf_counter() - started, 3),
-    }
-    return VideoFeatures(
+        settings,
         video_id=video_id,
-        visual=np.concatenate(visual_rows),
-        audio=audio,
-        timestamps=timestamps,
-        attrs=attrs,
-        visual_grid=np.concatenate(grid_rows) if grid_rows else None,
+        visual_encoder=visual_encoder,
+        audio_encoder=audio_encoder,
+        device=device,
     )
+    rows: dict[str, list[np.ndarray]] = {}
+    attrs = extraction.run(
+        lambda name, block: rows.setdefault(name, []).append(block),
+        batch_size=batch_size,
+        max_damaged_fraction=max_damaged_fraction,
+    )
+    return VideoFeatures(
+        video_id=extraction.video_id,
+        visual=np.concatenate(rows["visual"]),
+        audio=np.concatenate(rows["audio"]),
+        timestamps=extraction.timestamps,
+        attrs=attrs,
+        visual_grid=np.concatenate(rows["visual_grid"]) if "visual_grid" in rows else None,
+    )
+
+
+def extract_video_to_store(
+    video_path: str | Path,
+    store_path: str | Path,
+    settings: dict[str, Any],
+    *,
+    visual_encoder: VisualEncoder | None = None,
+    audio_encoder: AudioEncoder | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+) -> Path:
+    """Extract one video straight into its store, batch by batch (:func:`pipeline.store.
+    stream_store`: atomic, nothing left behind on an error); the same store
+    :func:`extract_video`'s features would make, in memory that does not grow with the
+    video's duration. Arguments and errors as :func:`extract_video`; the id is the file name
+    without extension."""
+    extraction = _VideoExtraction.plan(
+        video_path,
+        settings,
+        video_id=None,
+        visual_encoder=visual_encoder,
+        audio_encoder=audio_encoder,
+        device=device,
+    )
+    with stream_store(store_path, timestamps=extraction.timestamps) as writer:
+        attrs = extraction.run(
+            writer.append, batch_size=batch_size, max_damaged_fraction=max_damaged_fraction
+        )
+        writer.finish(attrs)
+    return Path(store_path)
 
 
 def extract_shard(
@@ -281,15 +397,16 @@ def extract_shard(
             continue
         store_path = out_dir / f"{name}.zarr"
         # A writer killed hard (SIGKILL, SIGTERM) leaves its temporary store (named as in
-        # pipeline.store.write_store); only this job writes this video, so remove it. A safe
+        # pipeline.store.atomic_directory); only this job writes this video, so remove it. A safe
         # name holds no glob character.
         for stale in out_dir.glob(f".{name}.zarr.tmp-*"):
             shutil.rmtree(stale)
         status = "cached"
         if not is_complete(store_path, config_hash):
             try:
-                features = extract_video(
+                extract_video_to_store(
                     video_path,
+                    store_path,
                     settings,
                     visual_encoder=visual_encoder,
                     audio_encoder=audio_encoder,
@@ -302,14 +419,6 @@ def extract_shard(
                 log.warning("skipping %s: %s", video_path, err)
                 manifest["failed"][video_id] = str(err)
                 continue
-            write_store(
-                store_path,
-                visual=features.visual,
-                audio=features.audio,
-                timestamps=features.timestamps,
-                visual_grid=features.visual_grid,
-                attrs=features.attrs,
-            )
             status = "extracted"
         manifest["videos"][video_id] = {"store": store_path.name, "status": status}
     manifest_path = Path(manifest_path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from pipeline.annotations import DURATION_TOLERANCE_S, check_against_videos, load_annotations
 from pipeline.cli import user_errors
 from pipeline.io import read_json
 from pipeline.store import (
@@ -43,19 +45,35 @@ from pipeline.store import (
     verify_store,
 )
 
+log = logging.getLogger(__name__)
+
 # Unverified stores named in the index log; the rest are only counted.
 UNVERIFIED_NAMES_SHOWN = 5
+# Videos whose annotated and probed durations disagree, named in the index log.
+MISMATCHES_SHOWN = 20
 
 
 def build_index(
-    manifest_paths: Sequence[str | Path], *, index_path: str | Path, dataset: str, encoder_set: str
+    manifest_paths: Sequence[str | Path],
+    *,
+    index_path: str | Path,
+    dataset: str,
+    encoder_set: str,
+    annotations_path: str | Path | None = None,
+    duration_tolerance_s: float = DURATION_TOLERANCE_S,
 ) -> dict[str, Any]:
     """Merge shard manifests into ``index.json``; every store is opened and verified.
 
     The grid, encoders and extraction settings are the first store's (all stores share them: they
-    are hashed into the ``config_hash`` every store must match).
+    are hashed into the ``config_hash`` every store must match). With ``annotations_path``, every
+    annotated video is compared with its store's probed duration
+    (:func:`pipeline.annotations.check_against_videos`, ``duration_tolerance_s``) before the
+    index is written: an event past its video's end fails here, before any training job, and
+    durations that disagree are logged as a warning.
 
     Raises:
+        AnnotationError: an annotated event ends past its video's end (file, video, annotation,
+            line and both durations).
         CorruptStoreError: stores are missing or damaged (:func:`pipeline.store.verify_store`);
             the message names each one and its problem. Before raising, the damaged stores and
             the shard manifests listing them are removed, so that the shards are extracted
@@ -116,6 +134,8 @@ def build_index(
         )
     if first is None:
         raise StoreError(f"no video was extracted for {index_path}; see the failed list {failed}")
+    if annotations_path is not None:
+        _check_durations(annotations_path, videos, duration_tolerance_s)
     index = {
         "dataset": dataset,
         "encoder_set": encoder_set,
@@ -133,6 +153,29 @@ def build_index(
     index_path.parent.mkdir(parents=True, exist_ok=True)
     index_path.write_text(json.dumps(index, indent=1))
     return index
+
+
+def _check_durations(
+    annotations_path: str | Path, videos: dict[str, dict[str, Any]], tolerance_s: float
+) -> None:
+    """Refuse events past their video's probed end; log the durations that disagree."""
+    probed_s = {video_id: entry["duration_s"] for video_id, entry in videos.items()}
+    annotations = load_annotations(annotations_path)
+    mismatches = check_against_videos(annotations, probed_s, tolerance_s=tolerance_s)
+    if mismatches:
+        shown = "; ".join(
+            f"{video_id}: annotated {round(annotated_s, 3)} s, probed {round(video_s, 3)} s"
+            for video_id, annotated_s, video_s in mismatches[:MISMATCHES_SHOWN]
+        )
+        log.warning(
+            "%s: %d video(s) whose annotated and probed durations differ by more than "
+            "dataset.duration_tolerance_s = %s s (their events fit the videos): %s%s",
+            annotations_path,
+            len(mismatches),
+            tolerance_s,
+            shown,
+            " ..." if len(mismatches) > MISMATCHES_SHOWN else "",
+        )
 
 
 def _remove_for_extraction(root: Path, damaged: Sequence[tuple[Path, Path, str]]) -> None:
@@ -174,7 +217,7 @@ def write_statistics(
     index = json.loads(index_path.read_text())
     split, video_ids = "all", None
     if annotations_path is not None:
-        database = json.loads(Path(annotations_path).read_text())["database"]
+        database = read_json(annotations_path, "annotation file")["database"]
         video_ids = [
             vid
             for vid, entry in database.items()
@@ -195,7 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("manifests", nargs="+", help="shard manifests")
     parser.add_argument("--index", required=True, help="index.json to write")
     parser.add_argument("--stats", required=True, help="stats.json to write")
-    parser.add_argument("--annotations", help="annotations; statistics use their train split")
+    parser.add_argument(
+        "--annotations",
+        help="annotations: events past their video's end are refused; statistics use the "
+        "train split",
+    )
+    parser.add_argument(
+        "--duration-tolerance-s",
+        type=float,
+        default=DURATION_TOLERANCE_S,
+        help="seconds an event may end past its video's probed end (dataset.duration_tolerance_s)",
+    )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--encoder-set", required=True)
     args = parser.parse_args(argv)
@@ -204,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         index_path=args.index,
         dataset=args.dataset,
         encoder_set=args.encoder_set,
+        annotations_path=args.annotations,
+        duration_tolerance_s=args.duration_tolerance_s,
     )
     write_statistics(args.index, args.stats, args.annotations)
     print(f"indexed {len(index['videos'])} videos, {len(index['failed'])} failed")

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import yaml
 
 from pipeline.store import read_store
 from pipeline.synth import video_ids
+from pipeline.viewer.build import read_page_data
 from tests import media
 
 pytestmark = pytest.mark.slow
@@ -129,6 +131,7 @@ def test_dry_run_lists_the_dag(tmp_path):
         "report": 1,
         "table": 1,
         "comparison": 1,
+        "viewer": 1,
     }
     assert not (tmp_path / "results").exists()
 
@@ -160,6 +163,12 @@ def test_run_produces_reports_stores_and_runs(tiny_run):
         assert metrics, f"{run_dir / 'metrics.json'} is empty"
         assert (run_dir / "plots" / "per_class_ap.png").stat().st_size > 0
         assert run in (results / "report.md").read_text()
+    # the results viewer: every run, and the test videos linked beside the page
+    page = read_page_data(results / "viewer" / "index.html")
+    assert list(page["runs"]) == list(TINY_CONFIG["runs"])
+    for video in page["videos"]:
+        linked = results / "viewer" / video["src"]
+        assert linked.samefile(results / "videos" / f"{video['id']}.mp4")
 
 
 # Small CPU settings of AV-BT: the schema's defaults are the paper's (ResNet-50, VGGish, LARS).
@@ -236,6 +245,23 @@ def test_every_task_reaches_the_comparison(tmp_path):
     pretraining = json.loads((results / "segments/pretrain/avbt/avbt.json").read_text())
     assert pretraining["settings"]["feature_dim"] == 8  # the config reached the job
     assert len(pretraining["epoch_losses"]) == 1
+    page = read_page_data(results / "viewer" / "index.html")  # every task in the viewer
+    assert list(page["segments"]["runs"]) == ["audio", "visual", "sum", "tacma"]
+    assert [figure["caption"] for figure in page["heatmaps"]] == [
+        "m2vsl, seed 0",
+        "similarity, seed 0",
+    ]
+    # Snakemake's own report: every task's category, the captions, the figures.
+    check_ok(snakemake(tmp_path, "--report", "report.html"))
+    html = (tmp_path / "report.html").read_text()
+    for category in ("Detection", "Comparison", "Segment classification"):
+        assert category in html, category
+    assert "Sound-source localisation" in html and "Average precision of each event class" in html
+    check_ok(snakemake(tmp_path, "--report", "report.zip"))
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        names = archive.namelist()
+    for figure in ("per_class_ap.png", "heatmaps.png", "comparison.md", "table.md"):
+        assert any(name.endswith(figure) for name in names), figure
 
 
 def test_second_run_is_a_no_op(tiny_run):
@@ -260,6 +286,7 @@ def test_changed_stride_reruns_extraction_and_downstream_not_synth(tiny_run):
         "report": 1,
         "table": 1,
         "comparison": 1,
+        "viewer": 1,
     }
     assert "Params have changed since last execution" in output
     assert "rule synth" not in output
@@ -308,13 +335,15 @@ def test_paths_with_spaces(tmp_path):
     """Every path of the configuration may contain spaces (each shell rule quotes its paths)."""
     videos_dir = tmp_path / "my videos"
     videos_dir.mkdir()
-    for video_id in ("v0", "v1"):
+    subsets = {"v0": "train", "v1": "validation", "v2": "test"}  # the splits the runs read
+    for video_id in subsets:
         media.make_video(videos_dir / f"{video_id}.mp4", duration_s=3.0, fps=10)
     annotations = tmp_path / "my labels" / "unav format.json"
     annotations.parent.mkdir()
+    event = {"segment": [0.5, 2.0], "label": "dog", "label_id": 0}
     database = {
-        video_id: {"duration": 3.0, "subset": "train", "annotations": []}
-        for video_id in ("v0", "v1")
+        video_id: {"duration": 3.0, "subset": subset, "annotations": [event]}
+        for video_id, subset in subsets.items()
     }
     annotations.write_text(json.dumps({"version": "test", "database": database}))
     workdir = tmp_path / "work dir"
@@ -323,7 +352,7 @@ def test_paths_with_spaces(tmp_path):
     write_config(workdir, config)
     check_ok(snakemake(workdir, "results/vids/features/classic/index.json"))
     index = json.loads((workdir / "results/vids/features/classic/index.json").read_text())
-    assert sorted(index["videos"]) == ["v0", "v1"] and not index["failed"]
+    assert sorted(index["videos"]) == ["v0", "v1", "v2"] and not index["failed"]
 
 
 def test_killed_extraction_resumes(tmp_path):

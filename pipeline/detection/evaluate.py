@@ -2,7 +2,8 @@
 
 The metric arithmetic (mAP at tIoU thresholds, per-class AP, top-1x/5x recall) is
 :func:`pipeline.detection.metrics.evaluate_detection`;
-this stage reads the files, adds the counts, the
+this stage reads the files, adds the counts, the 95 % intervals of a bootstrap over the videos
+(:mod:`pipeline.detection.bootstrap`; its per-resample values last in the file), the
 inference throughput recorded beside the events file (``{events}.throughput.json``, written by
 :mod:`pipeline.detection.infer`) and draws the figures (:mod:`pipeline.detection.plots`).
 """
@@ -21,8 +22,10 @@ import numpy as np
 
 from pipeline.annotations import AnnotationSet, load_annotations
 from pipeline.cli import user_errors
+from pipeline.detection.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from pipeline.detection.metrics import TIOU_PRESETS, Predictions, evaluate_detection, read_results
 from pipeline.detection.plots import plot_per_class_ap, plot_timeline
+from pipeline.ids import safe_name
 
 NUM_TIMELINES = 3  # test videos drawn as timelines
 MAX_TIMELINE_PREDICTIONS = 20
@@ -73,7 +76,7 @@ def draw_plots(
                 video.duration_s,
                 [(event.start_s, event.end_s, event.label) for event in video.events],
                 _timeline_predictions(predictions, video.video_id, truth.labels, len(video.events)),
-                plots_dir / f"timeline_{video.video_id}.png",
+                plots_dir / f"timeline_{safe_name(video.video_id)}.png",
             )
         )
     return paths
@@ -88,13 +91,16 @@ def evaluate_events(
     out_path: str | Path,
     plots_dir: str | Path | None = None,
     num_timelines: int = NUM_TIMELINES,
+    bootstrap_resamples: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """Evaluate ``events_path`` on ``split``; write ``out_path`` (metrics JSON) and the plots.
 
     Returns the metrics written: :meth:`DetectionMetrics.to_dict` plus ``split``,
     ``events_file``, ``num_videos``, ``num_events``, ``num_predictions``,
     ``num_videos_with_predictions``, ``inference`` (throughput, when recorded) and ``plots``
-    (paths relative to the metrics file's folder).
+    (paths relative to the metrics file's folder). ``bootstrap_resamples`` resamples of the
+    videos with ``bootstrap_seed`` give the intervals (0: none).
     """
     annotations_path, events_path, out_path = (
         Path(annotations_path),
@@ -107,7 +113,14 @@ def evaluate_events(
             f"events file {events_path} does not exist; run pipeline.detection.infer"
         )
     predictions = read_results(events_path, truth.labels)
-    metrics = evaluate_detection(truth, predictions, tiou_thresholds).to_dict()
+    metrics = evaluate_detection(
+        truth,
+        predictions,
+        tiou_thresholds,
+        bootstrap_resamples=bootstrap_resamples,
+        bootstrap_seed=bootstrap_seed,
+    ).to_dict()
+    bootstrap = metrics.pop("bootstrap", None)  # B numbers a threshold: after the summary
     metrics.update(
         {
             "split": split,
@@ -128,6 +141,8 @@ def evaluate_events(
             truth, predictions, metrics, Path(plots_dir), num_timelines=num_timelines
         )
         metrics["plots"] = [os.path.relpath(path, out_path.parent) for path in paths]
+    if bootstrap is not None:
+        metrics["bootstrap"] = bootstrap
     out_path.write_text(json.dumps(metrics, indent=1))
     return metrics
 
@@ -150,6 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="metrics JSON to write")
     parser.add_argument("--plots", help="folder for the PNG plots (none when omitted)")
     parser.add_argument("--timelines", type=int, default=NUM_TIMELINES, help="videos drawn")
+    parser.add_argument(
+        "--bootstrap-resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="resamples of the videos for the 95 %% intervals (0: none)",
+    )
+    parser.add_argument(
+        "--bootstrap-seed", type=int, default=DEFAULT_SEED, help="seed of the resamples"
+    )
     args = parser.parse_args(argv)
     metrics = evaluate_events(
         args.annotations,
@@ -159,9 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_path=args.out,
         plots_dir=args.plots,
         num_timelines=args.timelines,
+        bootstrap_resamples=args.bootstrap_resamples,
+        bootstrap_seed=args.bootstrap_seed,
     )
     table = ", ".join(f"{t}: {100 * v:.2f}" for t, v in metrics["mAP"].items())
-    print(f"{args.split} mAP (%) at tIoU {table}; average {100 * metrics['average_mAP']:.2f}")
+    average = f"{100 * metrics['average_mAP']:.2f}"
+    if "average_mAP_ci95" in metrics:
+        low, high = (100 * bound for bound in metrics["average_mAP_ci95"])
+        average += f" [{low:.1f}, {high:.1f}]"
+    print(f"{args.split} mAP (%) at tIoU {table}; average {average}")
     return 0
 
 

@@ -29,6 +29,10 @@ truth, per threshold, for k = 1 and k = 5.
 Matching is grouped by (class, video): ground truth of one group can only be matched by
 predictions of the same group, and the score order within a group is the class order
 restricted to it, so each group is matched once for all thresholds with a (K, G) matched mask.
+
+With ``bootstrap_resamples`` > 0, the mAP of each threshold and their mean also get a 95 %
+interval from a bootstrap over the evaluated videos (:mod:`pipeline.detection.bootstrap`); the
+point estimates do not change.
 """
 
 # Over 400 lines on purpose: the metric (matching, AP, recall) and the results-file reader and
@@ -45,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.annotations import AnnotationSet
+from pipeline.detection.bootstrap import DEFAULT_SEED, VideoBootstrap, bootstrap_map, videos_digest
 from pipeline.io import write_json_atomic
 
 
@@ -138,10 +143,15 @@ class DetectionMetrics:
     recall_5x: np.ndarray  # (K,) top-5x recall
     num_ground_truth: int  # GT events evaluated
     num_predictions: int  # predictions evaluated
+    bootstrap: VideoBootstrap | None = None  # per-resample mAP over the videos, when asked for
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON view, thresholds as ``"0.5"`` keys."""
+        """Plain-JSON view, thresholds as ``"0.5"`` keys; with a bootstrap, also ``mAP_ci95``,
+        ``average_mAP_ci95`` and ``bootstrap`` (:meth:`VideoBootstrap.to_dict`)."""
         keys = [f"{t:g}" for t in self.tiou_thresholds]
+        intervals = {}
+        if self.bootstrap is not None:
+            intervals = self.bootstrap.to_dict(keys, self.map_per_tiou, self.average_map)
         return {
             "tiou_thresholds": self.tiou_thresholds.tolist(),
             "mAP": dict(zip(keys, self.map_per_tiou.tolist(), strict=True)),
@@ -156,6 +166,7 @@ class DetectionMetrics:
             "average_recall_5x": float(self.recall_5x.mean()),
             "num_ground_truth": self.num_ground_truth,
             "num_predictions": self.num_predictions,
+            **intervals,
         }
 
 
@@ -311,17 +322,22 @@ def evaluate_detection(
     tiou_thresholds: Sequence[float] = TIOU_PRESETS["unav100"],
     *,
     allow_unknown_videos: bool = False,
+    bootstrap_resamples: int = 0,
+    bootstrap_seed: int = DEFAULT_SEED,
 ) -> DetectionMetrics:
     """mAP at each tIoU threshold, average mAP and top-1x/5x recall (module docstring).
 
     Every video of ``ground_truth`` is evaluated (pass ``annotations.subset("test")``).
     Predictions on videos absent from it raise ValueError, unless ``allow_unknown_videos``,
-    which counts them as false positives as ActivityNet does.
+    which counts them as false positives as ActivityNet does. ``bootstrap_resamples`` > 0
+    resamples the videos that many times with ``bootstrap_seed`` (:func:`bootstrap_map`).
     """
     if not isinstance(predictions, Predictions):
         predictions = Predictions.from_records(list(predictions))
     _check_predictions(predictions)
     thresholds = _check_thresholds(tiou_thresholds)
+    if bootstrap_resamples < 0:
+        raise ValueError(f"bootstrap_resamples must be >= 0 (0: none), got {bootstrap_resamples}")
     num_labels = len(ground_truth.labels)
     bad_label = (predictions.label_ids < 0) | (predictions.label_ids >= num_labels)
     if bad_label.any():
@@ -378,6 +394,27 @@ def evaluate_detection(
         ap[c] = _ap_from_tp(tp[:, start:stop], int(in_class.sum()))
         recall[:, c] = recalled[:, :, in_class].mean(axis=2)
     map_per_tiou = ap.mean(axis=0)
+    bootstrap = None
+    if bootstrap_resamples > 0:
+        names = list(ground_truth.videos)
+        rank = np.full(len(names) + 1, -1)  # video_index -> rank among sorted ids; 0: unknown
+        rank[1:][np.argsort(names, kind="stable")] = np.arange(len(names))
+        bootstrap = VideoBootstrap(
+            resamples=bootstrap_resamples,
+            seed=bootstrap_seed,
+            num_videos=len(names),
+            videos_digest=videos_digest(names),
+            map_per_tiou=bootstrap_map(
+                tp,
+                sorted_labels,
+                rank[pred_videos[by_class]],
+                gt_classes,
+                rank[gt_table[:, 0].astype(np.int64)],
+                len(names),
+                resamples=bootstrap_resamples,
+                seed=bootstrap_seed,
+            ),
+        )
     return DetectionMetrics(
         tiou_thresholds=thresholds,
         map_per_tiou=map_per_tiou,
@@ -388,6 +425,7 @@ def evaluate_detection(
         recall_5x=recall[1].mean(axis=0),
         num_ground_truth=len(gt_rows),
         num_predictions=len(predictions),
+        bootstrap=bootstrap,
     )
 
 

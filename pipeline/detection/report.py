@@ -3,7 +3,9 @@
 A run folder holds what the training, inference and evaluation stages write:
 ``metrics.json`` (:mod:`pipeline.detection.evaluate`, required), ``train_summary.json``
 (:mod:`pipeline.detection.train`: parameters, training throughput, best validation epoch) and the
-PNG files listed in ``metrics.json["plots"]``. Numbers are shown in percent with two decimals.
+PNG files listed in ``metrics.json["plots"]``. Numbers are shown in percent with two decimals,
+mAP with its 95 % interval over test videos where ``metrics.json`` has one (``42.05 [38.1, 45.9]``,
+:mod:`pipeline.detection.bootstrap`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import user_errors
+from pipeline.detection.bootstrap import (
+    interval_text,
+    paired_interval,
+    resampled_values,
+    unpaired_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,13 @@ def _count(value: float | None, unit: str = "") -> str:
     return "–" if value is None else f"{value:,.0f}{unit}"
 
 
+def _interval(metrics: dict[str, Any], key: str) -> str:
+    """`` [lo, hi]`` of mAP at threshold ``key`` or of the ``"average"``; "" without one."""
+    if key == "average":
+        return interval_text(metrics.get("average_mAP_ci95"))
+    return interval_text(metrics.get("mAP_ci95", {}).get(key))
+
+
 def comparison_table(runs: Sequence[RunRecord]) -> str:
     """Rows = runs, columns = mAP at each threshold and the average; best per column in bold."""
     thresholds = sorted({key for run in runs for key in run.metrics["mAP"]}, key=float)
@@ -71,7 +86,8 @@ def comparison_table(runs: Sequence[RunRecord]) -> str:
         for col, value in enumerate(row):
             text = _percent(value)
             same = value is not None and round(100 * value, 2) == round(100 * best[col], 2)
-            cells.append(f"**{text}**" if same else text)
+            key = thresholds[col] if col < len(thresholds) else "average"
+            cells.append((f"**{text}**" if same else text) + _interval(run.metrics, key))
         lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -89,9 +105,22 @@ def best_run_sentence(runs: Sequence[RunRecord]) -> str:
     runner_up = ranked[1].metrics["average_mAP"]
     gap = 100 * (score - runner_up)
     relative = f", {gap / (100 * runner_up):+.0%} relative" if runner_up > 0 else ""
-    return (
+    sentence = (
         f"**{best.name}** has the best average mAP ({_percent(score)} %), {gap:.2f} points above "
-        f"the next best run, {ranked[1].name} ({_percent(runner_up)} %{relative})."
+        f"the next best run, {ranked[1].name} ({_percent(runner_up)} %{relative})"
+    )
+    if unpaired_reason(best.metrics, ranked[1].metrics) is not None:
+        return sentence + "."
+    low, high = paired_interval(
+        score,
+        runner_up,
+        resampled_values(best.metrics, "average"),
+        resampled_values(ranked[1].metrics, "average"),
+    )
+    verdict = "a tie within noise" if low <= 0 <= high else "beyond the noise"
+    return (
+        f"{sentence}; 95 % interval of the difference over the same test-video resamples "
+        f"[{100 * low:.2f}, {100 * high:.2f}]: {verdict}."
     )
 
 
@@ -123,10 +152,11 @@ def run_section(run: RunRecord, report_dir: Path) -> str:
     for key, value in sorted(metrics["mAP"].items(), key=lambda item: float(item[0])):
         recall_1x, recall_5x = metrics.get("recall_1x", {}), metrics.get("recall_5x", {})
         lines.append(
-            f"| {key} | {_percent(value)} | {_percent(recall_1x.get(key))} "
-            f"| {_percent(recall_5x.get(key))} |"
+            f"| {key} | {_percent(value)}{_interval(metrics, key)} "
+            f"| {_percent(recall_1x.get(key))} | {_percent(recall_5x.get(key))} |"
         )
-    lines.append(f"| **average** | **{_percent(metrics['average_mAP'])}** | | |")
+    average = f"**{_percent(metrics['average_mAP'])}**{_interval(metrics, 'average')}"
+    lines.append(f"| **average** | {average} | | |")
     plots = [run.folder / path for path in metrics.get("plots", [])]
     if plots:
         links = [
@@ -172,7 +202,8 @@ def build_report(
         f"# {title}",
         "",
         f"Detection runs evaluated on the **{', '.join(splits)}** split (mAP in %, "
-        "best per column in bold).",
+        "best per column in bold; in brackets the 95 % interval of a bootstrap over test "
+        "videos, where evaluated with one).",
         "",
         "## Comparison",
         "",

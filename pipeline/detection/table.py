@@ -6,7 +6,9 @@ fractions) or ``test_accuracy`` (AVE segment classifiers), printed in percent. A
 ``average`` column is the mean over its own ``average_over`` thresholds, recomputed from our
 per-threshold mAP; when a run was not evaluated at all of them the cell is ``n/a``. A data set
 without published results (the synthetic one) gets a ``published`` row of ``n/a`` and columns from
-our runs' thresholds.
+our runs' thresholds. Where ``metrics.json`` has a bootstrap over test videos
+(:mod:`pipeline.detection.bootstrap`), our mAP cells show its 95 % interval: ``42.05 [38.1, 45.9]``
+(for a benchmark's ``average``, recomputed from the per-resample mAP of its thresholds).
 
 CLI: ``python -m pipeline.detection.table --benchmark unav100 --runs results/X/runs/a ...
 --out results/X/table.md``.
@@ -21,7 +23,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.cli import user_errors
+from pipeline.detection.bootstrap import interval_text, normal_interval, resampled_values
 from pipeline.detection.report import load_run
 from pipeline.published import (
     PUBLISHED_PATH,
@@ -60,6 +65,35 @@ def our_values(metrics: Mapping[str, Any], benchmark: Benchmark) -> dict[str, fl
     return values
 
 
+def _key_at(metrics: Mapping[str, Any], threshold: float) -> str | None:
+    """The ``mAP`` key of ``metrics`` at ``threshold``, matched by value."""
+    for key in metrics.get("mAP", {}):
+        if math.isclose(float(key), threshold, abs_tol=1e-9):
+            return key
+    return None
+
+
+def our_intervals(metrics: Mapping[str, Any], benchmark: Benchmark) -> dict[str, str]:
+    """`` [lo, hi]`` (percent) of our mAP in each column; "" where the run has no bootstrap."""
+    texts = {column: "" for column in benchmark.columns}
+    if benchmark.metric == "accuracy" or "bootstrap" not in metrics:
+        return texts
+    for column in benchmark.columns:
+        if column == "average" and not benchmark.average_over:
+            texts[column] = interval_text(metrics.get("average_mAP_ci95"))
+            continue
+        over = benchmark.average_over if column == "average" else (float(column),)
+        keys = [_key_at(metrics, threshold) for threshold in over]
+        if None in keys:
+            continue
+        resampled = [resampled_values(metrics, key) for key in keys]
+        if any(values is None for values in resampled):
+            continue
+        point = float(np.mean([metrics["mAP"][key] for key in keys]))
+        texts[column] = interval_text(normal_interval(point, np.mean(resampled, axis=0)))
+    return texts
+
+
 def _unpublished(dataset_key: str, our_metrics: Mapping[str, Mapping[str, Any]]) -> Benchmark:
     """A benchmark with no published rows, its columns taken from our runs."""
     thresholds = sorted({float(key) for m in our_metrics.values() for key in m.get("mAP", {})})
@@ -74,12 +108,12 @@ def _unpublished(dataset_key: str, our_metrics: Mapping[str, Mapping[str, Any]])
     )
 
 
-def _cell(value: float | None, reference: float | None = None) -> str:
+def _cell(value: float | None, reference: float | None = None, interval: str = "") -> str:
     if value is None:
         return "n/a"
     if reference is None:
-        return f"{value:.2f}"
-    return f"{value:.2f} ({value - reference:+.2f})"
+        return f"{value:.2f}{interval}"
+    return f"{value:.2f}{interval} ({value - reference:+.2f})"
 
 
 def render_table(
@@ -116,8 +150,11 @@ def render_table(
         na = " | ".join("n/a" for _ in benchmark.columns)
         lines.append(f"| published | – | none for this data set | {na} |")
     for run_name, metrics in our_metrics.items():
-        values = our_values(metrics, benchmark)
-        cells = [_cell(values[column], reference.get(column)) for column in benchmark.columns]
+        values, intervals = our_values(metrics, benchmark), our_intervals(metrics, benchmark)
+        cells = [
+            _cell(values[column], reference.get(column), intervals[column])
+            for column in benchmark.columns
+        ]
         lines.append(
             f"| **ours: {run_name}** | this pipeline | metrics.json | {' | '.join(cells)} |"
         )
@@ -133,6 +170,11 @@ def render_table(
     lines.append(
         "`n/a`: not published for this data set, not found in the source, or not evaluated."
     )
+    if any("bootstrap" in metrics for metrics in our_metrics.values()):
+        lines.append(
+            "In brackets: the 95 % interval of our mAP over test videos (bootstrap, "
+            "pipeline/detection/bootstrap.py)."
+        )
     if benchmark.entries:
         lines += ["", "Sources (pipeline/data/published_results.yaml):", ""]
         for entry in benchmark.entries:

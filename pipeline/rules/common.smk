@@ -18,7 +18,7 @@ from pipeline.config import (
     task_enabled,
 )
 from pipeline.published import localisation_key
-from pipeline.sources import annotations_path, list_videos, shard
+from pipeline.sources import annotations_path, check_annotations, list_videos, shard
 
 DATASET = config["dataset"]["name"]
 ENCODER_SET = config["extraction"]["encoder_set"]
@@ -29,6 +29,9 @@ SHARDS = shard(list(VIDEOS), config["extraction"]["shard_size"])
 # detection annotations).
 SPATIAL_BENCHMARK = spatial_benchmark(config)
 ANNOTATIONS = None if SPATIAL_BENCHMARK else annotations_path(config["dataset"])
+# The user's annotation file (format, splits, every annotated video in videos_dir), before any
+# job runs: a mistake fails `snakemake -n`, not the training job after the extraction.
+check_annotations(config, VIDEOS)
 RUNS = list(config["runs"])
 # The segment-level (AVE task) and spatial stages, when this data set has their labels.
 SEGMENTS = config["segments"]
@@ -77,8 +80,16 @@ wildcard_constraints:
 
 
 def shard_videos(wildcards):
-    """The video files of one extraction shard."""
-    return [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
+    """The video files of one extraction shard, as the job's inputs. A file named with braces
+    (`a{b}.mp4`) is left out: Snakemake reads `{b}` in an input as a wildcard, with no escape;
+    the job still gets it (shard_video_arguments), only a change to it goes unseen."""
+    paths = [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
+    return [path for path in paths if "{" not in path and "}" not in path]
+
+
+def shard_video_arguments(wildcards):
+    """Every video file of one extraction shard, quoted for the shell."""
+    return shlex.join(VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)])
 
 
 # Every config-driven job receives its resolved settings the same way: one JSON object on

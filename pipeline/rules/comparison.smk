@@ -9,7 +9,11 @@ rule comparison:
         segments="results/{dataset}/segments/metrics.json" if SEGMENTS_AVAILABLE else [],
         spatial="results/{dataset}/spatial/metrics.json" if SPATIAL_AVAILABLE else [],
     output:
-        report="results/{dataset}/comparison.md",
+        report=report(
+            "results/{dataset}/comparison.md",
+            caption="report/comparison.rst",
+            category="Comparison",
+        ),
         numbers="results/{dataset}/comparison.json",
     params:
         runs=expand("results/{{dataset}}/runs/{run}", run=RUNS),

@@ -33,13 +33,22 @@ rule evaluate:
         annotations=ANNOTATIONS or [],
     output:
         metrics="results/{dataset}/runs/{run}/metrics.json",
-        per_class_ap="results/{dataset}/runs/{run}/plots/per_class_ap.png",
+        per_class_ap=report(
+            "results/{dataset}/runs/{run}/plots/per_class_ap.png",
+            caption="report/per_class_ap.rst",
+            category="Detection",
+            subcategory="Per-class AP",
+            labels={"run": "{run}"},
+        ),
     params:
         tiou=" ".join(str(t) for t in config["dataset"]["tiou_thresholds"]),
         plots=lambda wildcards: f"results/{wildcards.dataset}/runs/{wildcards.run}/plots",
+        resamples=config["evaluation"]["bootstrap_resamples"],
+        seed=config["evaluation"]["bootstrap_seed"],
     log:
         "results/{dataset}/logs/evaluate/{run}.log",
     shell:
         "python -m pipeline.detection.evaluate --annotations {input.annotations:q} --split test "
         "--events {input.events:q} --tiou {params.tiou} --out {output.metrics:q} "
-        "--plots {params.plots:q} > {log} 2>&1"
+        "--plots {params.plots:q} --bootstrap-resamples {params.resamples} "
+        "--bootstrap-seed {params.seed} > {log} 2>&1"

@@ -9,6 +9,7 @@ if config["dataset"]["source"] != "import":
         output:
             "results/{dataset}/features/{encoder_set}/shards/{shard}.json",
         params:
+            videos=shard_video_arguments,
             settings=json.dumps(extraction_settings(config), sort_keys=True),
             out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{wildcards.encoder_set}",
             on_error=config["extraction"]["on_error"],
@@ -25,7 +26,7 @@ if config["dataset"]["source"] != "import":
             "--settings {params.settings:q} --out-dir {params.out_dir:q} --manifest {output:q} "
             "--on-error {params.on_error} --max-damaged-fraction {params.max_damaged_fraction} "
             "--batch-size {params.batch_size} --device {params.device} "
-            "-- {input.videos:q} > {log} 2>&1"
+            "-- {params.videos} > {log} 2>&1"
 
     rule index:
         input:
@@ -41,9 +42,11 @@ if config["dataset"]["source"] != "import":
             annotations=lambda wildcards, input: " ".join(
                 f"--annotations {shlex.quote(path)}" for path in input.annotations
             ),
+            duration_tolerance=config["dataset"]["duration_tolerance_s"],
         log:
             "results/{dataset}/logs/extract/{encoder_set}/index.log",
         shell:
             "python -m pipeline.index {input.manifests:q} --index {output.index:q} "
-            "--stats {output.stats:q} {params.annotations} --dataset {wildcards.dataset} "
+            "--stats {output.stats:q} {params.annotations} "
+            "--duration-tolerance-s {params.duration_tolerance} --dataset {wildcards.dataset} "
             "--encoder-set {wildcards.encoder_set} > {log} 2>&1"

@@ -10,7 +10,12 @@ rule report:
             encoder_set=ENCODER_SET,
         ),
     output:
-        "results/{dataset}/report.md",
+        report(
+            "results/{dataset}/report.md",
+            caption="report/detection_report.rst",
+            category="Detection",
+            labels={"table": "runs"},
+        ),
     params:
         runs=expand("results/{{dataset}}/runs/{run}", run=RUNS),
     log:
@@ -25,7 +30,12 @@ rule table:
         metrics=expand("results/{{dataset}}/runs/{run}/metrics.json", run=RUNS),
         published=PUBLISHED_RESULTS,
     output:
-        "results/{dataset}/table.md",
+        report(
+            "results/{dataset}/table.md",
+            caption="report/detection_table.rst",
+            category="Detection",
+            labels={"table": "benchmark"},
+        ),
     params:
         runs=expand("results/{{dataset}}/runs/{run}", run=RUNS),
         benchmark=config["dataset"]["benchmark"] or DATASET,

@@ -146,7 +146,11 @@ if SEGMENTS_AVAILABLE:
             ),
             pretrainings=segment_summaries,
         output:
-            table="results/{dataset}/segments/table.md",
+            table=report(
+                "results/{dataset}/segments/table.md",
+                caption="report/segments_table.rst",
+                category="Segment classification",
+            ),
             metrics="results/{dataset}/segments/metrics.json",
         params:
             runs=lambda wildcards: " ".join(

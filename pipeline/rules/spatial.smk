@@ -59,7 +59,13 @@ rule spatial_evaluate:
         model="results/{dataset}/spatial/{spatial_run}/seed{seed}/model.pt",
     output:
         metrics="results/{dataset}/spatial/{spatial_run}/seed{seed}/metrics.json",
-        heatmaps="results/{dataset}/spatial/{spatial_run}/seed{seed}/heatmaps.png",
+        heatmaps=report(
+            "results/{dataset}/spatial/{spatial_run}/seed{seed}/heatmaps.png",
+            caption="report/heatmaps.rst",
+            category="Sound-source localisation",
+            subcategory="Heatmaps",
+            labels={"run": "{spatial_run}", "seed": "{seed}"},
+        ),
     params:
         data=spatial_data_arguments,
     log:
@@ -89,7 +95,11 @@ rule spatial_table:
         ),
         published=PUBLISHED_RESULTS if SPATIAL_BENCHMARK else [],
     output:
-        table="results/{dataset}/spatial/table.md",
+        table=report(
+            "results/{dataset}/spatial/table.md",
+            caption="report/spatial_table.rst",
+            category="Sound-source localisation",
+        ),
         metrics="results/{dataset}/spatial/metrics.json",
     params:
         runs=expand(

@@ -11,7 +11,8 @@ does not say how it selects the epoch; we select on AVE's validation split.) Tra
 throughput counts train segments per second of optimisation (validation excluded).
 
 CLI: ``python -m pipeline.segments.train --features features.npz --model tacma --out DIR``
-writes ``DIR/model.pt`` and ``DIR/metrics.json``.
+writes ``DIR/model.pt`` and ``DIR/metrics.json`` (with every test segment's predicted label id
+under ``test_predictions``, for the results viewer, :mod:`pipeline.viewer`).
 """
 
 from __future__ import annotations
@@ -153,6 +154,18 @@ def evaluate(model: nn.Module, videos: PackedVideos) -> float:
     )
 
 
+@torch.no_grad()
+def segment_predictions(model: nn.Module, videos: PackedVideos) -> dict[str, list[int]]:
+    """Video id -> the predicted label id of each of its segments, in time order (the
+    background is K, as in segments.csv)."""
+    model.eval()
+    predicted = model(videos.audio, videos.visual, videos.mask).argmax(dim=-1)  # (V, T)
+    return {
+        video_id: predicted[index][videos.mask[index]].tolist()
+        for index, video_id in enumerate(videos.video_ids)
+    }
+
+
 def train_classifier(
     features: SegmentFeatures, kind: str, settings: ClassifierSettings
 ) -> dict[str, Any]:
@@ -224,6 +237,7 @@ def train_classifier(
         "num_classes": features.num_classes,
         "settings": dataclasses.asdict(settings),
         "epochs": epoch_log,
+        "test_predictions": segment_predictions(model, splits["test"]),
     }
     return {"metrics": metrics, "state_dict": best["state"], "stats": stats}
 

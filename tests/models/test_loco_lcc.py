@@ -81,6 +81,77 @@ def test_cross_entropy_loss_against_hand_computed_value() -> None:
     assert kl_module(embed, embed, mask).item() == pytest.approx(kl.item(), abs=1e-6)
 
 
+def test_directions_by_hand_with_audio_unlike_visual() -> None:
+    # One video of 2 snippets, temperature 1, diagonal targets; audio (e1, e1), visual
+    # (e1, e2): logits (rows audio) [[1, 0], [1, 0]], so the two directions differ.
+    # a2v rows: log(1 + e) - 1 and log(1 + e); v2a rows (logits^T [[1, 1], [0, 0]]): log 2 each.
+    # LCC = (log(1 + e) - 1/2 + log 2) / 2 (both directions from the audio rows would give
+    # log(1 + e) - 1/2).
+    e1, e2 = [1.0, 0.0], [0.0, 1.0]
+    audio, visual = torch.tensor([[e1, e1]]), torch.tensor([[e1, e2]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    expected = (math.log(1 + math.e) - 0.5 + math.log(2.0)) / 2
+    loss = lcc_loss(audio, visual, mask, lcc_targets(mask, "diagonal"), torch.tensor(1.0))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    # Swapping the modalities swaps the directions: the same symmetric sum.
+    swapped = lcc_loss(visual, audio, mask, lcc_targets(mask, "diagonal"), torch.tensor(1.0))
+    assert swapped.item() == pytest.approx(expected, abs=1e-6)
+
+
+def _reference_lcc(audio, visual, targets, temperature: float, form: str) -> float:
+    """LoCo Eq. (2) and (5) in plain Python: rows i audio, columns j visual; a2v soft-maxes
+    s_ij over j with targets y_ij, v2a over i with targets y_ij (the transpose, visual rows)."""
+
+    def unit(row: list[float]) -> list[float]:
+        norm = math.sqrt(sum(x * x for x in row))
+        return [x / norm for x in row]
+
+    a, v = [unit(r) for r in audio], [unit(r) for r in visual]
+    n = len(a)
+    s = [
+        [sum(p * q for p, q in zip(a[i], v[j], strict=True)) / temperature for j in range(n)]
+        for i in range(n)
+    ]
+    y = targets
+
+    def logsumexp(values: list[float]) -> float:
+        top = max(values)
+        return top + math.log(sum(math.exp(x - top) for x in values))
+
+    a2v = [-sum(y[i][j] * (s[i][j] - logsumexp(s[i])) for j in range(n)) for i in range(n)]
+    column = [[s[i][j] for i in range(n)] for j in range(n)]
+    v2a = [-sum(y[i][j] * (s[i][j] - logsumexp(column[j])) for i in range(n)) for j in range(n)]
+    loss = 0.5 * (sum(a2v) / n + sum(v2a) / n)
+    if form == "kl":
+        plogp = [
+            [y[i][j] * math.log(y[i][j]) if y[i][j] > 0 else 0.0 for j in range(n)]
+            for i in range(n)
+        ]
+        rows = sum(sum(row) for row in plogp) / n
+        columns = sum(sum(plogp[i][j] for i in range(n)) for j in range(n)) / n
+        loss += 0.5 * (rows + columns)
+    return loss
+
+
+@pytest.mark.parametrize("form", ["cross_entropy", "kl"])
+def test_loss_matches_plain_python_reference_with_asymmetric_targets(form: str) -> None:
+    # Random audio unlike visual, two videos (one padded), and targets that are not symmetric
+    # (rows sum to 1, columns do not), so each direction's logits and targets are checked.
+    generator = torch.Generator().manual_seed(0)
+    audio = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64)
+    visual = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    n = int(mask.sum())
+    targets = torch.rand(n, n, generator=generator, dtype=torch.float64)
+    targets[0, 1] = 0.0  # a zero target: 0 log 0 = 0 in the kl form
+    targets = targets / targets.sum(dim=1, keepdim=True)
+    loss = lcc_loss(audio, visual, mask, targets, torch.tensor(0.3), form=form)
+    expected = _reference_lcc(
+        audio[mask].tolist(), visual[mask].tolist(), targets.tolist(), 0.3, form
+    )
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
 def test_learnable_sigma_temperature_and_projections_receive_gradients() -> None:
     torch.manual_seed(0)
     module = LocalityCorrespondence(8, "learnable_gaussian", sigma=1.5, temperature=0.1)

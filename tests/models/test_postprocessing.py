@@ -47,6 +47,41 @@ def test_linear_soft_nms_hand_decays() -> None:
     assert scores.tolist() == pytest.approx([0.9, 0.3, 0.17], rel=1e-5)
 
 
+def test_linear_soft_nms_decays_from_exactly_the_threshold() -> None:
+    # IoU((0, 8), (0, 4)) = 4 / 8 = 0.5 exactly (in float32 too): at iou_threshold 0.5 the
+    # decay applies (IoU >= threshold), 0.8 (1 - 0.5) = 0.4; just above, it does not.
+    segments = torch.tensor([[0.0, 8.0], [0.0, 4.0]])
+    scores = torch.tensor([0.9, 0.8])
+    _, at = soft_nms_1d(segments, scores, "linear", iou_threshold=0.5)
+    assert at.tolist() == pytest.approx([0.9, 0.4])
+    _, above = soft_nms_1d(segments, scores, "linear", iou_threshold=0.5 + 1e-6)
+    assert above.tolist() == pytest.approx([0.9, 0.8])
+    # A score decayed to exactly min_score stays (dropped only below it).
+    keep, _ = soft_nms_1d(segments, scores, "linear", iou_threshold=0.5, min_score=0.4)
+    assert keep.tolist() == [0, 1]
+
+
+def test_soft_nms_on_shifted_short_and_disjoint_segments() -> None:
+    # The hand case of test_gaussian_soft_nms_hand_decays shifted by 7 and scaled by 0.05 (IoU
+    # depends on neither), then a disjoint segment D: IoU 0, so never decayed. Each candidate is
+    # selected once: A kept in play (decayed by itself, C and B to 0.9 e^{-2 - 0.32 - 1.28}, about
+    # 0.025) would beat D's 0.01.
+    segments = torch.cat([SEGMENTS * 0.05 + 7.0, torch.tensor([[20.0, 20.3]])])
+    scores = torch.cat([SCORES, torch.tensor([0.01])])
+    keep, new_scores = soft_nms_1d(segments, scores, "gaussian", sigma=0.5)
+    b_after_a = 0.85 * math.exp(-0.64 / 0.5)
+    c_after_a = 0.5 * math.exp(-0.16 / 0.5)
+    assert keep.tolist() == [0, 2, 1, 3]
+    expected = [0.9, c_after_a, b_after_a * math.exp(-0.04 / 0.5), 0.01]
+    assert new_scores.tolist() == pytest.approx(expected, rel=1e-5)
+    # The defaults are Gaussian with sigma 0.5, and linear decay from IoU 0.1.
+    assert soft_nms_1d(segments, scores)[1].tolist() == pytest.approx(expected, rel=1e-5)
+    _, linear = soft_nms_1d(segments, scores, "linear")  # C: 0.5 (1 - 0.4); B: 0.85 (1 - 0.8)
+    assert linear.tolist() == pytest.approx([0.9, 0.3, 0.17 * 0.8, 0.01], rel=1e-5)
+    # A candidate scoring exactly min_score is kept.
+    assert soft_nms_1d(segments, scores, min_score=0.01)[0].tolist() == [0, 2, 1, 3]
+
+
 def test_soft_nms_min_score_and_max_keep() -> None:
     keep, scores = soft_nms_1d(SEGMENTS, SCORES, "linear", iou_threshold=0.3, min_score=0.2)
     assert keep.tolist() == [0, 2]  # B fell to 0.17 < 0.2

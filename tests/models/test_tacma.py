@@ -122,6 +122,29 @@ def test_the_two_eq6_readings_differ() -> None:
     assert not torch.allclose(cross.visual_from_audio, literal.visual_from_audio, atol=1e-3)
 
 
+def test_each_stream_gathers_the_other_modalitys_values() -> None:
+    # Cross reading: the visual stream's attended values are audio's (f_a W_a2), the audio
+    # stream's are visual's (f_v W_v2). Zeroing one modality's value projection leaves the other
+    # stream with its residual alone, and leaves this stream as it was.
+    torch.manual_seed(0)
+    audio, visual = torch.randn(1, 4, 3), torch.randn(1, 4, 3) * 2.0 + 1.0  # unlike each other
+    tacma = TACMA(feature_dim=3, attention_dim=3, output_dim=3, theta=0.1)
+    before = tacma(audio, visual)
+    with torch.no_grad():
+        tacma.audio_value.weight.zero_()
+        tacma.audio_value.bias.zero_()
+    no_audio_values = tacma(audio, visual)
+    residual_only = tacma.visual_norm(tacma.visual_output(visual))
+    assert torch.allclose(no_audio_values.visual_from_audio, residual_only, atol=1e-6)
+    assert not torch.allclose(before.visual_from_audio, residual_only, atol=1e-3)
+    assert torch.equal(no_audio_values.audio_from_visual, before.audio_from_visual)
+    with torch.no_grad():
+        tacma.visual_value.weight.zero_()
+        tacma.visual_value.bias.zero_()
+    residual_only = tacma.audio_norm(tacma.audio_output(audio))
+    assert torch.allclose(tacma(audio, visual).audio_from_visual, residual_only, atol=1e-6)
+
+
 def test_theta_zero_removes_only_the_weighting() -> None:
     torch.manual_seed(0)
     audio, visual = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
@@ -197,6 +220,31 @@ def test_classifier_kinds_shapes_and_gradients(kind: str) -> None:
     assert all(p.grad is not None for p in model.mlp.parameters())
     if kind == "tacma":
         assert model.tacma.audio_query_key.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("reading", [None, "cross", "literal"])
+def test_tacma_classifier_is_the_mlp_of_both_cross_modal_streams(reading: str | None) -> None:
+    # Eq. (8) with the classifier's reading of Eq. (6), the cross one by default: the same
+    # weights in a standalone TACMA of that reading give the same logits.
+    torch.manual_seed(0)
+    setting = {} if reading is None else {"eq6_reading": reading}
+    model = SegmentClassifier(
+        kind="tacma", audio_dim=3, visual_dim=3, num_outputs=2, attention_dim=3, output_dim=3,
+        **setting,
+    )  # fmt: skip
+    tacma = TACMA(
+        feature_dim=3, attention_dim=3, output_dim=3, theta=0.03, eq6_reading=reading or "cross"
+    )
+    tacma.load_state_dict(model.tacma.state_dict())
+    audio, visual = torch.randn(1, 4, 3), torch.randn(1, 4, 3) * 2.0 + 1.0
+    fused = tacma(audio, visual)
+    expected = model.mlp(fused.visual_from_audio + fused.audio_from_visual)
+    assert torch.allclose(model(audio, visual), expected, atol=1e-6)
+    other = "literal" if (reading or "cross") == "cross" else "cross"
+    tacma.eq6_reading = other
+    fused = tacma(audio, visual)
+    unexpected = model.mlp(fused.visual_from_audio + fused.audio_from_visual)
+    assert not torch.allclose(model(audio, visual), unexpected, atol=1e-4)
 
 
 def test_unimodal_classifiers_read_only_their_modality() -> None:

@@ -12,9 +12,12 @@ from pipeline.annotations import (
     AnnotationError,
     AnnotationSet,
     Event,
+    check_against_videos,
     load_annotations,
     parse_annotations,
 )
+from pipeline.detection.evaluate import main as evaluate_main
+from pipeline.ids import safe_name
 
 
 def shared_datasets_dir() -> Path:
@@ -96,6 +99,27 @@ def test_segment_within_tolerance_is_clipped(tmp_path: Path) -> None:
     second = '{"segment": [-0.05, 30.08], "label": "dog", "label_id": 0}'
     event = load_annotations(write(tmp_path, second)).videos["vid_b"].events[1]
     assert (event.start_s, event.end_s) == (0.0, 30.0)
+
+
+def test_segment_exactly_at_the_tolerance_is_kept(tmp_path: Path) -> None:
+    # Refused only beyond the tolerance: -0.1 and 30.1 with the default 0.1 s (30.0 + 0.1 is
+    # the double 30.1, as parsed), -0.25 and 30.25 with 0.25 s (exact in binary).
+    for tolerance, start, end in ((None, "-0.1", "30.1"), (0.25, "-0.25", "30.25")):
+        second = f'{{"segment": [{start}, {end}], "label": "dog", "label_id": 0}}'
+        setting = {} if tolerance is None else {"segment_tolerance_s": tolerance}
+        event = load_annotations(write(tmp_path, second), **setting).videos["vid_b"].events[1]
+        assert (event.start_s, event.end_s) == (0.0, 30.0)
+    beyond = '{"segment": [1.0, 30.2500001], "label": "dog", "label_id": 0}'
+    with pytest.raises(AnnotationError, match="outside"):
+        load_annotations(write(tmp_path, beyond), segment_tolerance_s=0.25)
+
+
+def test_same_segment_with_another_label_is_not_a_duplicate(tmp_path: Path) -> None:
+    # vid_b's first event is [2, 8] "cat": the same segment labelled "dog" is another event
+    # (UnAV-100 has such overlapping events of different classes).
+    second = '{"segment": [2.0, 8.0], "label": "dog", "label_id": 0}'
+    events = load_annotations(write(tmp_path, second)).videos["vid_b"].events
+    assert events == (Event(2.0, 8.0, "cat", 1), Event(2.0, 8.0, "dog", 0))
 
 
 @pytest.mark.parametrize(
@@ -203,11 +227,12 @@ def write_text_only(second: str) -> str:
     return TEMPLATE.replace("SECOND", second).replace("DURATION", "30.0").replace("SUBSET", "test")
 
 
-@pytest.mark.parametrize("video_id", ["../../x", "/abs/x", ".hidden", "a/b", ".."])
-def test_video_ids_that_could_leave_the_output_folder_are_refused(
+@pytest.mark.parametrize("video_id", ["../../x", "/abs/x", ".hidden", "a/b", "..", "my vidéo #1"])
+def test_any_video_id_is_kept_and_its_plots_stay_in_their_folder(
     tmp_path: Path, video_id: str
 ) -> None:
-    """Outputs are named after video ids (plots, events): ``../../x`` would write outside."""
+    """An id may be any name (#13 item 5), and none leaves the output folder (item 1): the
+    evaluation's timeline of ``../../x`` is named after its safe name, inside the plots folder."""
     path = tmp_path / "a.json"
     path.write_text(
         TEMPLATE.replace('"vid_b"', json.dumps(video_id))
@@ -215,7 +240,73 @@ def test_video_ids_that_could_leave_the_output_folder_are_refused(
         .replace("DURATION", "30.0")
         .replace("SUBSET", "test")
     )
-    with pytest.raises(AnnotationError, match="is not allowed: use letters") as caught:
+    assert load_annotations(path).videos[video_id].duration_s == 30.0
+    events = tmp_path / "events.json"
+    detection = {"segment": [2.0, 8.0], "label": "cat", "score": 0.9}
+    events.write_text(json.dumps({"results": {video_id: [detection]}}))
+    plots = tmp_path / "run" / "plots"
+    arguments = ["--annotations", str(path), "--events", str(events), "--plots", str(plots)]
+    assert evaluate_main([*arguments, "--out", str(tmp_path / "run" / "metrics.json")]) == 0
+    assert (plots / f"timeline_{safe_name(video_id)}.png").is_file()
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {
+        "a.json",
+        "events.json",
+        "run/metrics.json",
+        "run/plots/per_class_ap.png",
+        f"run/plots/timeline_{safe_name(video_id)}.png",
+    }
+
+
+@pytest.mark.parametrize("video_id", ["", "x" * 300])
+def test_a_video_id_no_file_can_be_named_after_is_refused(tmp_path: Path, video_id: str) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(
+        TEMPLATE.replace('"vid_b"', json.dumps(video_id))
+        .replace("SECOND", GOOD_SECOND)
+        .replace("DURATION", "30.0")
+        .replace("SUBSET", "test")
+    )
+    with pytest.raises(AnnotationError, match="video id") as caught:
         load_annotations(path)
     assert caught.value.video_id == video_id and caught.value.line == VIDEO_B_LINE
     assert str(path) in str(caught.value)
+
+
+def test_a_missing_split_names_the_file(tmp_path: Path) -> None:
+    """#13 item 10: the evaluation's `no video has subset 'test'` named no file."""
+    path = write(tmp_path, subset="validation")
+    with pytest.raises(AnnotationError, match="no video has subset 'test'") as caught:
+        load_annotations(path).subset("test")
+    text = str(caught.value)
+    assert str(path) in text and "['train', 'validation']" in text
+
+
+def test_events_past_the_video_end_name_file_video_event_and_both_durations(
+    tmp_path: Path,
+) -> None:
+    """#13 item 3: a 1000 s annotation with an event at 500-600 s on a 12 s video."""
+    second = '{"segment": [500.0, 600.0], "label": "dog", "label_id": 0}'
+    path = write(tmp_path, second, duration="1000.0")
+    annotations = load_annotations(path)
+    with pytest.raises(AnnotationError, match="past the end of its video") as caught:
+        check_against_videos(annotations, {"vid_a": 20.0, "vid_b": 12.0}, tolerance_s=1.0)
+    error = caught.value
+    assert (error.video_id, error.annotation_index) == ("vid_b", 1)
+    assert error.line == SECOND_ANNOTATION_LINE
+    text = str(error)
+    assert str(path) in text and "[500.0, 600.0]" in text
+    assert "12.0 s" in text and "1000.0 s" in text and "duration_tolerance_s" in text
+    # A video that was not extracted (absent from the probed durations) is not compared.
+    assert check_against_videos(annotations, {"vid_a": 20.0}, tolerance_s=1.0) == []
+
+
+def test_video_end_tolerance_and_duration_mismatches(tmp_path: Path) -> None:
+    # vid_b's last event ends at 20 s, its annotation says 30 s.
+    annotations = load_annotations(write(tmp_path))
+    probed = {"vid_a": 20.4, "vid_b": 19.5}
+    with pytest.raises(AnnotationError, match="annotation 1"):
+        check_against_videos(annotations, probed, tolerance_s=0.25)
+    # Within the tolerance every event fits; the durations that disagree are returned.
+    mismatches = check_against_videos(annotations, probed, tolerance_s=1.0)
+    assert mismatches == [("vid_b", 30.0, 19.5)]

@@ -1,4 +1,5 @@
-"""pipeline.audio: the log-mel front end against librosa's own spectrogram."""
+"""pipeline.audio: the log-mel front end against librosa's own spectrogram; windows cut from a
+waveform as it streams."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import librosa
 import numpy as np
 import pytest
 
-from pipeline.audio import LogMelSpectrogram
+from pipeline.audio import LogMelSpectrogram, iter_windows
 
 
 @pytest.mark.parametrize(("power", "htk", "norm"), [(2, False, "slaney"), (1, True, None)])
@@ -79,3 +80,68 @@ def test_refuses_bad_settings():
         LogMelSpectrogram(16000, 256, 160, 40, 0.0, 8000.0, window_length=400)
     with pytest.raises(ValueError, match="power must be 1 or 2"):
         LogMelSpectrogram(16000, 512, 160, 40, 0.0, 8000.0, power=3)
+
+
+# --- iter_windows ------------------------------------------------------------------------------
+
+
+def _blocks(waveform: np.ndarray, sizes: tuple[int, ...], pulled: list[int] | None = None):
+    """``waveform`` in consecutive blocks whose sizes cycle through ``sizes``; ``pulled[0]``
+    counts the samples handed out."""
+    start, k = 0, 0
+    while start < len(waveform):
+        block = waveform[start : start + sizes[k % len(sizes)]]
+        start, k = start + len(block), k + 1
+        if pulled is not None:
+            pulled[0] += len(block)
+        yield block
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_iter_windows_cuts_each_window_zero_padded_past_the_end(batch_size):
+    waveform = np.random.default_rng(0).uniform(-1, 1, 997).astype(np.float32)
+    starts = np.array([0, 0, 5, 100, 350, 900, 990, 997, 1200])  # overlapping, past the end
+    window_samples = 40
+    expected = np.zeros((len(starts), window_samples), np.float32)  # (T, N)
+    for row, start in zip(expected, starts, strict=True):
+        part = waveform[start : start + window_samples]
+        row[: len(part)] = part
+    batches = list(
+        iter_windows(_blocks(waveform, (1, 7, 50, 3, 200)), starts, window_samples, batch_size)
+    )
+    assert [len(batch) for batch in batches[:-1]] == [batch_size] * (len(batches) - 1)
+    windows = np.concatenate(batches)
+    assert windows.dtype == np.float32
+    np.testing.assert_array_equal(windows, expected)
+
+
+def test_iter_windows_reads_the_stream_only_as_far_as_each_batch_needs():
+    sample_rate, window_samples, block = 100, 96, 25
+    waveform = np.arange(600 * sample_rate, dtype=np.float32)  # 10 min, sample i has value i
+    starts = np.round(np.arange(1873) * 0.32 * sample_rate).astype(np.int64)  # (T,)
+    pulled = [0]
+    batch_size = 8
+    batches = iter_windows(_blocks(waveform, (block,), pulled), starts, window_samples, batch_size)
+    for first, windows in zip(range(0, len(starts), batch_size), batches, strict=True):
+        last_end = min(int(starts[first : first + batch_size][-1]) + window_samples, len(waveform))
+        # Held at most: this batch's span of the waveform, and one block more.
+        assert last_end <= pulled[0] < last_end + block
+        np.testing.assert_array_equal(windows[:, 0], starts[first : first + batch_size])
+    assert pulled[0] == len(waveform)
+
+
+def test_iter_windows_reads_the_stream_to_its_end():
+    def failing_at_the_end():
+        yield np.ones(100, np.float32)
+        yield np.ones(100, np.float32)
+        raise RuntimeError("truncated")
+
+    batches = iter_windows(failing_at_the_end(), np.array([0, 10]), 20, 2)
+    assert len(next(batches)) == 2  # the windows need only the first block
+    with pytest.raises(RuntimeError, match="truncated"):
+        next(batches)
+
+
+def test_iter_windows_refuses_starts_that_go_back():
+    with pytest.raises(ValueError, match="non-decreasing"):
+        list(iter_windows(iter([np.ones(10, np.float32)]), np.array([5, 2]), 4, 2))

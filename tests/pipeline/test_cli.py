@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,8 +207,13 @@ def test_run_reaches_this_environments_snakemake(capfd) -> None:
     assert capfd.readouterr().out.strip().split(".")[0] == "9"
 
 
-def test_infer_on_one_video_prints_its_events(tmp_path: Path, capsys) -> None:
-    trained = train_on_videos(tmp_path)  # two real 3 s videos, extracted; one epoch
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """Two real 3 s videos, extracted; a run trained on them for one epoch."""
+    return train_on_videos(tmp_path_factory.mktemp("trained"))
+
+
+def test_infer_on_one_video_prints_its_events(trained, capsys) -> None:
     video = trained.videos[1]
     capsys.readouterr()  # drop what training printed
     argv = ["infer", "--model", str(trained.result.model_path), "--video", str(video)]
@@ -220,3 +226,15 @@ def test_infer_on_one_video_prints_its_events(tmp_path: Path, capsys) -> None:
     assert all(0.0 <= event["segment"][0] < event["segment"][1] <= 3.0 for event in events)
     scores = [event["score"] for event in events]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_infer_takes_a_video_of_any_file_name(trained, tmp_path: Path, capsys) -> None:
+    """Spaces, an accent, quotes, '#', '%' and a leading '.': any readable file is a video."""
+    video = tmp_path / "my vidéo #1 'x' 100%" / '.it\'s a "clip".mp4'
+    video.parent.mkdir()
+    shutil.copy(trained.videos[1], video)
+    capsys.readouterr()
+    argv = ["infer", "--model", str(trained.result.model_path), "--video", str(video)]
+    assert cli.main([*argv, "--top-k", "2", "--device", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["video"] == str(video) and 0 < len(printed["events"]) <= 2

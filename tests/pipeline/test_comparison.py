@@ -8,7 +8,9 @@ import pytest
 from pipeline import comparison
 
 
-def _detection_run(folder: Path, name: str, model: dict, maps: dict[str, float]) -> Path:
+def _detection_run(
+    folder: Path, name: str, model: dict, maps: dict[str, float], bootstrap: dict | None = None
+) -> Path:
     folder.mkdir(parents=True)
     average = sum(maps.values()) / len(maps)
     metrics = {
@@ -17,6 +19,8 @@ def _detection_run(folder: Path, name: str, model: dict, maps: dict[str, float])
         "split": "test",
         "inference": {"snippets_per_s": 800.0},
     }
+    if bootstrap is not None:
+        metrics["bootstrap"] = bootstrap
     summary = {"name": name, "model": model, "num_parameters": 1000, "train_snippets_per_s": 50.0}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "train_summary.json").write_text(json.dumps(summary))
@@ -118,10 +122,12 @@ def test_winners_and_margins_by_hand(runs: list[Path]) -> None:
     assert detection["average"]["value"] == pytest.approx(0.4)
     assert detection["0.5"]["winners"] == ["loco"] and detection["0.5"]["runner_up"] == "fusion"
     assert detection["0.6"]["winners"] == ["fusion", "loco"]  # a tie at 0.5
-    assert "- Temporal detection, average mAP: **fusion** 40.00 %, 4.00 above loco (36.00 %)." in (
-        text
+    # no bootstrap in these metrics.json: the margin, and that the noise is unknown
+    assert (
+        "- Temporal detection, average mAP: **fusion** 40.00 %, 4.00 above loco (36.00 %); "
+        "noise unknown (loco: no bootstrap in metrics.json)." in text
     )
-    assert "- Temporal detection, mAP@0.5: **loco** 70.00 %, 10.00 above fusion (60.00 %)." in text
+    assert "- Temporal detection, mAP@0.5: **loco** 70.00 %, 10.00 above fusion (60.00 %); " in text
     assert "mAP@0.6: **fusion** and **loco** 50.00 % (tie)." in text
     assert (
         "- Segment classification, test accuracy: **AV-BT + TACMA** 75.00 %, 17.00 above "
@@ -160,3 +166,71 @@ def test_cli_names_a_missing_input(runs: list[Path], tmp_path: Path, capsys) -> 
     assert "lacks the key 'majority_baseline'" in capsys.readouterr().err
     assert comparison.main([*args, "--json", str(tmp_path / "c.json")]) == 0
     assert out.read_text().startswith("# Method comparison: t")
+
+
+def _bootstrap(average: list[float], at_05: list[float], seed: int = 0) -> dict:
+    """A metrics.json bootstrap record of four resamples; thresholds 0.6 to 0.9 as 0.5."""
+    return {
+        "resamples": 4,
+        "seed": seed,
+        "num_videos": 46,
+        "videos_digest": "0123456789abcdef",
+        "average_mAP": average,
+        "mAP": {key: at_05 for key in ("0.5", "0.6", "0.7", "0.8", "0.9")},
+    }
+
+
+def test_a_winner_only_beyond_the_paired_noise(tmp_path: Path) -> None:
+    """Differences on the four resamples, and their standard deviation (ddof 1) x 1.96 by hand:
+    average, fusion - audio [0, 0.08, 0, 0.08]: 0.0462 x 1.96 = 0.0905 around 0.04, a tie;
+    fusion - visual [0.19, 0.21, 0.19, 0.21]: 0.0115 x 1.96 = 0.0226 around 0.20, a win;
+    mAP@0.5, fusion - audio and fusion - visual [0.09, 0.11, 0.09, 0.11] around 0.10 and 0.30."""
+    thresholds = ("0.5", "0.6", "0.7", "0.8", "0.9")
+    audio = [0.30, 0.40, 0.30, 0.40]
+    fusion = [0.30, 0.48, 0.30, 0.48]
+    visual = [0.11, 0.27, 0.11, 0.27]
+    at_05 = {"audio": [0.5, 0.6, 0.5, 0.6], "fusion": [0.59, 0.71, 0.59, 0.71]}
+    at_05["visual"] = [0.29, 0.41, 0.29, 0.41]
+    runs = [
+        _detection_run(
+            tmp_path / name,
+            name,
+            FUSION,
+            dict.fromkeys(thresholds, average),
+            _bootstrap(resampled, at_05[name.split("_")[0]]),
+        )
+        for name, average, resampled in (
+            ("fusion", 0.40, fusion),
+            ("audio_only", 0.36, audio),
+            ("visual_only", 0.20, visual),
+        )
+    ]
+    for path, value in zip(runs, (0.6, 0.5, 0.3), strict=True):  # mAP@0.5 apart
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics["mAP"]["0.5"] = value
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    text, numbers = comparison.build_comparison("t", runs)
+    assert (
+        "- Temporal detection, average mAP: tie within noise: fusion 40.00 %, audio_only "
+        "36.00 % (difference 4.00 [-5.05, 13.05]); fusion beats visual_only beyond the noise."
+        in text
+    )
+    assert (
+        "- Temporal detection, mAP@0.5: **fusion** beats audio_only by 10.00 [7.74, 12.26] "
+        "points (60.00 % vs 50.00 %); it beats visual_only beyond the noise too." in text
+    )
+    noise = numbers["tasks"]["detection"]["winners"]["average"]["noise"]["against"]
+    assert [(row["run"], row["tie"]) for row in noise] == [
+        ("audio_only", True),
+        ("visual_only", False),
+    ]
+    assert noise[1]["ci95"] == pytest.approx([0.2 - 0.022632, 0.2 + 0.022632], abs=1e-6)
+    # resampled with another seed: not paired, so no verdict
+    metrics = json.loads((runs[1] / "metrics.json").read_text())
+    metrics["bootstrap"]["seed"] = 1
+    (runs[1] / "metrics.json").write_text(json.dumps(metrics))
+    text, _ = comparison.build_comparison("t", runs)
+    assert (
+        "- Temporal detection, average mAP: **fusion** 40.00 %, 4.00 above audio_only "
+        "(36.00 %); noise unknown (audio_only: bootstrapped with different seed)." in text
+    )

@@ -8,6 +8,7 @@ from pipeline.config import (
     ConfigError,
     extraction_settings,
     load_config,
+    main,
     run_config,
     segment_settings,
     task_enabled,
@@ -176,3 +177,25 @@ def test_optional_tasks_run_only_where_their_labels_exist():
     assert not task_enabled(validate_config({"dataset": {"source": "videos"}}), "segments")
     off = validate_config({"extraction": {"visual_grid": True}, "spatial": {"enabled": False}})
     assert not task_enabled(off, "spatial")
+
+
+def test_malformed_yaml_names_the_file_line_and_column(tmp_path, capsys):
+    """#13 item 10: Snakemake's 'Config file is not valid JSON or YAML' names neither."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset:\n  name: x\n  source: [videos\nextraction:\n  fps: 8\n")
+    with pytest.raises(ConfigError, match=r"line 4 column 11: not valid YAML") as caught:
+        load_config(path)
+    assert str(path) in str(caught.value) and "line 3 column 11" in str(caught.value)
+    assert main([str(path)]) == 1
+    assert f"error: {path}, line 4 column 11" in capsys.readouterr().err
+    assert main(["workflow_config.yaml"]) == 0
+    assert "workflow_config.yaml: valid" in capsys.readouterr().out
+
+
+def test_duration_tolerance_is_a_raw_video_key():
+    assert validate_config({})["dataset"]["duration_tolerance_s"] == 1.0
+    raw = {"source": "videos", "duration_tolerance_s": 2.5}
+    assert validate_config({"dataset": raw})["dataset"]["duration_tolerance_s"] == 2.5
+    imported = {"source": "import", "duration_tolerance_s": 2.5}  # importers check lengths
+    with pytest.raises(ConfigError, match=r"'dataset\.duration_tolerance_s' is not read"):
+        validate_config({"dataset": imported})

@@ -17,8 +17,10 @@ from pipeline import decode
 from pipeline.decode import (
     DecodeError,
     NoAudioStream,
+    StreamDamage,
     ffmpeg_executable,
     frame_indices,
+    iter_audio,
     iter_frames,
     probe,
     read_audio,
@@ -271,6 +273,57 @@ def test_read_audio_without_audio_stream(files: dict[str, Path]) -> None:
 def test_read_audio_rejects_bad_sample_rate(files: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="sample_rate"):
         read_audio(files["cfr"], 0)
+
+
+@pytest.fixture(scope="module")
+def shifted(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """cfr.mp4 with its audio stream moved 0.5 s later ("late") and 0.3 s earlier ("early")."""
+    folder = tmp_path_factory.mktemp("shifted")
+    paths = {"late": folder / "late.mkv", "early": folder / "early.mkv"}
+    for name, offset_s in (("late", 0.5), ("early", -0.3)):
+        command = [ffmpeg_executable(), "-v", "error", "-i", str(files["cfr"])]
+        command += ["-itsoffset", str(offset_s), "-i", str(files["cfr"])]
+        command += ["-map", "0:v", "-map", "1:a", "-c", "copy", str(paths[name])]
+        subprocess.run(command, check=True)
+    return paths
+
+
+@pytest.mark.parametrize(("name", "offset_s"), [("late", 0.5), ("early", -0.3)])
+def test_read_audio_places_a_shifted_stream_on_the_time_axis(
+    shifted: dict[str, Path], name: str, offset_s: float
+) -> None:
+    sample_rate = 16000
+    audio = read_audio(shifted[name], sample_rate)
+    assert audio.shape == (round(probe(shifted[name]).duration_s * sample_rate),)
+    reference = media.tone(2.0, sample_rate, 440.0)
+    shift, edge = round(offset_s * sample_rate), sample_rate // 100  # AAC edges aside
+    if shift > 0:  # leading silence, then the tone
+        assert not audio[: shift - 10 * edge].any()
+        placed = audio[shift + edge : shift + 2 * sample_rate - edge]
+        expected = reference[edge:-edge]
+    else:  # the tone's first 0.3 s fall before time zero
+        placed = audio[edge : 2 * sample_rate + shift - edge]
+        expected = reference[-shift + edge : -edge]
+    # one sample of misalignment alone would be an RMS error of 0.06
+    assert np.sqrt(np.mean((placed - expected) ** 2)) < 0.02
+
+
+def test_iter_audio_streams_read_audio_in_blocks_as_it_decodes(
+    files: dict[str, Path], shifted: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decode, "AUDIO_BLOCK_S", 0.01)  # leading silence in blocks of 160
+    for path in (files["cfr"], files["stereo_mkv"], shifted["late"], shifted["early"]):
+        blocks = list(iter_audio(path, 16000))
+        assert all(block.dtype == np.float32 and len(block) <= 1024 for block in blocks)
+        np.testing.assert_array_equal(np.concatenate(blocks), read_audio(path, 16000))
+    damage = StreamDamage()
+    blocks = iter_audio(files["cfr"], 16000, damage=damage)
+    next(blocks)
+    read_for_the_first_block = damage.packets_read
+    assert sum(1 for _ in blocks) > 20
+    assert read_for_the_first_block <= 3 < 20 < damage.packets_read  # 2 s: about 32 packets
+    with pytest.raises(NoAudioStream):
+        next(iter_audio(files["no_audio"], 16000))
 
 
 # --- bad inputs -----------------------------------------------------------------------------

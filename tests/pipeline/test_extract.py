@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline import extract
 from pipeline.config import extraction_settings, validate_config
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
     DecodeError,
     frame_indices,
+    iter_audio,
     read_audio,
     snippet_grid,
 )
@@ -31,12 +33,13 @@ from pipeline.extract import (
     audio_windows,
     extract_shard,
     extract_video,
+    extract_video_to_store,
     iter_clips,
     settings_hash,
 )
 from pipeline.ids import check_video_id
 from pipeline.index import build_index
-from pipeline.store import is_complete, read_store
+from pipeline.store import StoreWriter, is_complete, read_store
 from tests import media
 
 
@@ -292,6 +295,70 @@ def test_extract_video_rows_sample_the_right_times(videos):
     np.testing.assert_array_equal(features.audio[1], waveform[320:1280])
 
 
+def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(videos, monkeypatch):
+    """The audio path holds one batch's windows of samples, never the whole waveform: each batch
+    is encoded before the stream is read much past its last window (issue #13 item 7)."""
+    pulled = [0]  # samples the decoder has handed out
+
+    def counted_audio(*args, **kwargs):
+        for block in iter_audio(*args, **kwargs):
+            pulled[0] += len(block)
+            yield block
+
+    monkeypatch.setattr(extract, "iter_audio", counted_audio)
+    pulled_at_encode = []
+
+    class RecordingEncoder(WaveformEncoder):
+        def encode(self, windows: np.ndarray) -> np.ndarray:
+            pulled_at_encode.append(pulled[0])
+            return super().encode(windows)
+
+    features = extract_video(
+        videos["long"],
+        _settings(),
+        visual_encoder=FrameIndexEncoder(),
+        audio_encoder=RecordingEncoder(window_samples=960),
+        batch_size=2,
+    )
+    starts = np.round(features.timestamps[:, 0] * 1000).astype(int)  # (7,) at 1 kHz
+    window_ends = starts[[1, 3, 5, 6]] + 960  # the last window of each batch of 2
+    assert len(pulled_at_encode) == len(window_ends) == 4
+    for pulled_then, window_end in zip(pulled_at_encode, window_ends, strict=True):
+        assert window_end <= pulled_then < window_end + 200  # a few AAC packets' read-ahead
+    assert pulled[0] == 3000  # the whole 3 s were read in the end
+
+
+def test_extract_video_to_store_writes_batch_by_batch_what_extract_video_returns(
+    videos, tmp_path, monkeypatch
+):
+    settings = _settings(visual_grid=True)
+    features = extract_video(videos["long"], settings, device="cpu", batch_size=3)
+    appended = []
+    append = StoreWriter.append
+
+    def recording_append(self, name, rows):
+        appended.append((name, len(rows)))
+        append(self, name, rows)
+
+    monkeypatch.setattr(StoreWriter, "append", recording_append)
+    path = extract_video_to_store(
+        videos["long"], tmp_path / "long.zarr", settings, device="cpu", batch_size=3
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["long.zarr"]
+    stored = read_store(path, with_grid=True)
+    for name in ("visual", "audio", "timestamps", "visual_grid"):
+        np.testing.assert_array_equal(getattr(stored, name), getattr(features, name))
+    written_only = {"num_snippets", "format_version", "has_visual_grid", "checksums", "complete"}
+    stored_attrs = {k: v for k, v in stored.attrs.items() if k not in written_only}
+    assert stored_attrs.pop("extraction_seconds") >= 0
+    features_attrs = json.loads(json.dumps(features.attrs))
+    del features_attrs["extraction_seconds"]
+    assert stored_attrs == features_attrs
+    # 7 snippets in batches of 3: the rows reached the store a batch at a time.
+    for name in ("visual", "visual_grid", "audio"):
+        assert [rows for array, rows in appended if array == name] == [3, 3, 1]
+
+
 def test_extract_video_visual_grid(videos):
     settings = _settings(visual_grid=True)
     features = extract_video(videos["clip"], settings, device="cpu")
@@ -541,6 +608,19 @@ def test_extract_records_decode_errors_in_the_store_and_the_index(hostile, tmp_p
     assert index["videos"]["damaged"]["decode_errors"] == damaged
     assert "decode_errors" not in index["videos"]["clean"]
     assert json.loads((out_dir / "index.json").read_text()) == index
+
+
+def test_extract_video_to_store_leaves_nothing_when_the_audio_fails_late(hostile, tmp_path):
+    """The audio stream fails after the visual rows were written: no store is left behind."""
+    with pytest.raises(DecodeError, match="damaged beyond the allowed share"):
+        extract_video_to_store(
+            hostile["damaged"],
+            tmp_path / "damaged.zarr",
+            _settings(),
+            device="cpu",
+            max_damaged_fraction=0.01,
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_extract_cli_fails_a_video_damaged_beyond_the_limit(hostile, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.index import build_index, feature_statistics, main, write_statistics
-from pipeline.store import StoreError, write_store
+from pipeline.store import CorruptStoreError, StoreError, write_store
 
 VISUAL_DIM, AUDIO_DIM = 5, 3
 ENCODERS = {"visual": {"name": "classic", "dim": VISUAL_DIM}, "audio": {"name": "c", "dim": 3}}
@@ -50,6 +50,12 @@ def _manifest(path: Path, video_ids, failed=None, config_hash="h1") -> Path:
     return path
 
 
+def _annotated(subset: str, duration_s: float, segment=(0.5, 1.5)) -> dict:
+    """One video's UnAV-100-format entry with one event."""
+    event = {"segment": list(segment), "label": "dog", "label_id": 0}
+    return {"duration": duration_s, "subset": subset, "annotations": [event]}
+
+
 @pytest.fixture
 def extraction(tmp_path):
     """Four stores in two shards, one failed video, and UnAV-style annotations."""
@@ -64,15 +70,14 @@ def extraction(tmp_path):
         _manifest(root / "shards" / "0.json", ["a", "b"], failed={"bad": "bad.mp4: corrupt"}),
         _manifest(root / "shards" / "1.json", ["silent", "d"]),
     ]
-    database = {
-        "a": {"subset": "train"},
-        "silent": {"subset": "train"},
-        "bad": {"subset": "train"},  # failed extraction: not in the statistics
-        "b": {"subset": "validation"},
-        "d": {"subset": "test"},
+    subsets = {"a": "train", "silent": "train", "b": "validation", "d": "test"}
+    database = {  # UnAV-100 format, durations those of the stores (0.32 s x T + 0.64 s)
+        vid: _annotated(subset, 0.32 * len(arrays[vid][0]) + 0.64)
+        for vid, subset in subsets.items()
     }
+    database["bad"] = _annotated("train", 5.0)  # failed extraction: not in the statistics
     annotations = tmp_path / "annotations.json"
-    annotations.write_text(json.dumps({"database": database}))
+    annotations.write_text(json.dumps({"version": "test", "database": database}, indent=1))
     return {"root": root, "arrays": arrays, "manifests": manifests, "annotations": annotations}
 
 
@@ -166,6 +171,56 @@ def test_index_refuses_a_missing_store(tmp_path):
     with pytest.raises(StoreError, match="does not exist") as info:
         build_index([manifest], index_path=root / "index.json", dataset="t", encoder_set="c")
     assert str(root / "gone.zarr") in str(info.value)
+    assert not manifest.exists() and (root / "a.zarr").is_dir()  # the shard runs again
+
+
+def test_a_damaged_store_fails_the_index_and_is_removed_for_extraction(extraction, capsys):
+    """A chunk damaged on disk after extraction: the index names the store and the array,
+    removes that store and its shard's manifest (so Snakemake extracts that shard again, which
+    keeps its intact stores) and keeps everything else."""
+    root = extraction["root"]
+    chunk = root / "b.zarr" / "audio" / "c" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-4])  # a truncated chunk
+    argv = [*map(str, extraction["manifests"]), "--index", str(root / "index.json")]
+    assert main([*argv, "--stats", str(root / "s.json"), "--dataset", "t", "--encoder-set", "c"])
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and len(error.splitlines()) == 1
+    assert f"{root / 'b.zarr'}: array 'audio' does not match its checksum" in error
+    assert "run snakemake again" in error and str(extraction["manifests"][0]) in error
+    assert not (root / "b.zarr").exists() and not extraction["manifests"][0].exists()
+    assert (root / "a.zarr").is_dir() and extraction["manifests"][1].exists()
+    assert not (root / "index.json").exists()
+
+
+def test_every_damaged_store_is_named_at_once(extraction):
+    root = extraction["root"]
+    for video_id in ("a", "d"):
+        (root / f"{video_id}.zarr" / "visual" / "c" / "0" / "0").unlink()
+    with pytest.raises(CorruptStoreError) as info:
+        build_index(
+            extraction["manifests"], index_path=root / "i.json", dataset="t", encoder_set="c"
+        )
+    assert "a.zarr: array 'visual'" in str(info.value) and "d.zarr: array 'visual'" in str(
+        info.value
+    )
+    assert not any(manifest.exists() for manifest in extraction["manifests"])
+    assert sorted(path.name for path in root.glob("*.zarr")) == ["b.zarr", "silent.zarr"]
+
+
+def test_stores_written_before_checksums_are_indexed_unverified(extraction, capsys):
+    root = extraction["root"]
+    for video_id in ("a", "silent"):
+        metadata = json.loads((root / f"{video_id}.zarr" / "zarr.json").read_text())
+        del metadata["attributes"]["checksums"]
+        (root / f"{video_id}.zarr" / "zarr.json").write_text(json.dumps(metadata))
+    argv = [*map(str, extraction["manifests"]), "--index", str(root / "index.json")]
+    assert (
+        main([*argv, "--stats", str(root / "s.json"), "--dataset", "t", "--encoder-set", "c"]) == 0
+    )
+    index = json.loads((root / "index.json").read_text())
+    assert list(index["videos"]) == ["a", "b", "d", "silent"]
+    assert index["unverified"] == ["a", "silent"]
+    assert "unverified: 2 store(s) written before checksums" in capsys.readouterr().out
 
 
 def test_index_cli_fails_when_every_video_failed(tmp_path, capsys):
@@ -219,3 +274,48 @@ def test_a_missing_shard_manifest_is_named(tmp_path: Path) -> None:
         build_index(
             [tmp_path / "m1.json"], index_path=tmp_path / "i.json", dataset="d", encoder_set="e"
         )
+
+
+def _index_argv(extraction, *extra: str) -> list[str]:
+    root = extraction["root"]
+    argv = [*map(str, extraction["manifests"]), "--index", str(root / "index.json")]
+    argv += ["--stats", str(root / "stats.json"), "--annotations", str(extraction["annotations"])]
+    return [*argv, "--dataset", "t", "--encoder-set", "c", *extra]
+
+
+def test_index_refuses_events_past_the_probed_end(extraction, capsys):
+    """#13 item 3: an event past the end of its video fails the index job, before training,
+    naming the annotation file, the video, the event and both durations."""
+    path = extraction["annotations"]
+    content = json.loads(path.read_text())
+    content["database"]["b"] = _annotated("validation", 1000.0, segment=(500.0, 600.0))
+    path.write_text(json.dumps(content, indent=1))
+    assert main(_index_argv(extraction)) == 1
+    message = capsys.readouterr().err
+    assert str(path) in message and "video 'b', annotation 0" in message
+    assert "[500.0, 600.0]" in message and "1.92 s" in message and "1000.0 s" in message
+    assert not (extraction["root"] / "index.json").exists()
+
+
+def test_index_tolerance_and_duration_mismatches(extraction, capsys, caplog):
+    # b lasts 1.92 s; its annotation says 3.5 s and its event ends at 2.5 s.
+    path = extraction["annotations"]
+    content = json.loads(path.read_text())
+    content["database"]["b"] = _annotated("validation", 3.5, segment=(1.0, 2.5))
+    path.write_text(json.dumps(content, indent=1))
+    assert main(_index_argv(extraction, "--duration-tolerance-s", "0.5")) == 1
+    assert "video 'b', annotation 0" in capsys.readouterr().err
+    # Within 1 s the event fits; the durations that disagree by more are only a warning.
+    assert main(_index_argv(extraction, "--duration-tolerance-s", "1.0")) == 0
+    assert "b: annotated 3.5 s, probed 1.92 s" in caplog.text
+
+
+def test_statistics_name_an_annotation_file_that_does_not_parse(extraction):
+    """#13 item 10: `Unterminated string starting at: line 1 column 31` named no file."""
+    index_path = extraction["root"] / "index.json"
+    build_index(extraction["manifests"], index_path=index_path, dataset="t", encoder_set="c")
+    broken = extraction["annotations"]
+    broken.write_text('{"database": {"a": {"subset": "train}}}')
+    with pytest.raises(ValueError, match=r"Unterminated string .* line 1 column 31") as caught:
+        write_statistics(index_path, extraction["root"] / "stats.json", broken)
+    assert str(broken) in str(caught.value)

@@ -6,12 +6,15 @@ import pytest
 import zarr
 
 from pipeline.store import (
+    CorruptStoreError,
     StoreError,
     StoreInfo,
     VideoFeatures,
     is_complete,
     open_store,
     read_store,
+    stream_store,
+    verify_store,
     write_store,
 )
 
@@ -228,3 +231,113 @@ def test_features_in_memory_have_typed_attributes_too():
                 "attrs": {k: v for k, v in features["attrs"].items() if k != "config_hash"},
             },
         )
+
+
+# --- checksums ---------------------------------------------------------------------------------
+
+
+def _damage(chunk, how: str) -> None:
+    """Damage one chunk file as a failing disk or an interrupted copy would."""
+    data = bytearray(chunk.read_bytes())
+    if how == "flipped":
+        for position in range(len(data) // 2, len(data) // 2 + 8):
+            data[position] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    elif how == "truncated":
+        chunk.write_bytes(bytes(data[: len(data) // 2]))
+    else:  # removed: Zarr would read the rows as zeros, without an error
+        chunk.unlink()
+
+
+def test_a_store_records_the_checksum_of_every_array(tmp_path):
+    grid = np.ones((7, 2, 3, 4), dtype=np.float32)
+    path = write_store(tmp_path / "v.zarr", visual_grid=grid, **_features())
+    store = open_store(path)
+    checksums = store.info.attrs["checksums"]
+    assert sorted(checksums) == ["audio", "centres", "timestamps", "visual", "visual_grid"]
+    assert all(value.startswith("sha256:") and len(value) == 7 + 64 for value in checksums.values())
+    assert verify_store(store) is True
+    rewritten = write_store(tmp_path / "w.zarr", visual_grid=grid, **_features())
+    assert open_store(rewritten).info.attrs["checksums"] == checksums  # same data, same sums
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "removed"])
+def test_a_damaged_chunk_is_found_naming_the_store_and_the_array(tmp_path, how):
+    path = write_store(tmp_path / "v1.zarr", **_features(num_snippets=40, visual_dim=64))
+    _damage(path / "visual" / "c" / "0" / "0", how)
+    store = open_store(path)  # the attributes are intact
+    with pytest.raises(
+        CorruptStoreError, match="array 'visual' does not match its checksum"
+    ) as info:
+        verify_store(store)
+    assert str(path) in str(info.value) and "extract it again" in str(info.value)
+
+
+def test_a_store_written_before_checksums_is_readable_and_unverified(tmp_path):
+    features = _features()
+    path = write_store(tmp_path / "v.zarr", **features)
+    _drop_attribute(path, "checksums")
+    assert verify_store(open_store(path)) is False
+    np.testing.assert_array_equal(read_store(path).visual, features["visual"])
+
+
+def test_reading_a_chunk_that_does_not_decode_names_the_store_and_the_array(tmp_path):
+    path = write_store(tmp_path / "v1.zarr", **_features(num_snippets=40, visual_dim=64))
+    chunk = path / "visual" / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[40:60] = bytes(byte ^ 0xFF for byte in data[40:60])  # the compressed frame's header
+    chunk.write_bytes(bytes(data))  # (a flip inside its data may decode, silently wrong)
+    with pytest.raises(CorruptStoreError, match=r"v1\.zarr: array 'visual' has a chunk") as info:
+        read_store(path)  # was: RuntimeError: error during blosc decompression: -1
+    assert "--forcerun index" in str(info.value)
+
+
+# --- streamed writing --------------------------------------------------------------------------
+
+
+def _files(path):
+    """Each file of a store: its bytes, or for a ``zarr.json`` its parsed metadata."""
+    return {
+        str(file.relative_to(path)): json.loads(file.read_text())
+        if file.name == "zarr.json"
+        else file.read_bytes()
+        for file in sorted(path.rglob("*"))
+        if file.is_file()
+    }
+
+
+def test_a_store_streamed_in_blocks_is_the_store_written_whole(tmp_path):
+    features = _features(num_snippets=700, visual_dim=512)  # visual: 2 chunks of 512 rows
+    grid = np.random.default_rng(1).normal(size=(700, 2, 3, 4)).astype(np.float32)
+    whole = write_store(tmp_path / "whole.zarr", visual_grid=grid, **features)
+    with stream_store(tmp_path / "streamed.zarr", timestamps=features["timestamps"]) as writer:
+        for start in range(0, 700, 64):
+            writer.append("visual", features["visual"][start : start + 64])
+            writer.append("visual_grid", grid[start : start + 64])
+        for start in range(0, 700, 100):  # the arrays need not go in step
+            writer.append("audio", features["audio"][start : start + 100])
+        writer.finish(features["attrs"])
+    assert _files(tmp_path / "streamed.zarr") == _files(whole)
+
+
+@pytest.mark.parametrize(
+    ("visual_rows", "finish", "message"),
+    [
+        (8, True, "more rows than the grid's 7 snippets"),
+        (6, True, "array 'visual' has 6 rows but the grid has 7 snippets"),
+        (7, False, "left unfinished"),
+    ],
+)
+def test_a_streamed_store_with_missing_rows_is_refused_and_removed(
+    tmp_path, visual_rows, finish, message
+):
+    features = _features()
+    with (
+        pytest.raises(StoreError, match=message),
+        stream_store(tmp_path / "v.zarr", timestamps=features["timestamps"]) as writer,
+    ):
+        writer.append("audio", features["audio"])
+        writer.append("visual", np.zeros((visual_rows, 5), np.float32))
+        if finish:
+            writer.finish(features["attrs"])
+    assert list(tmp_path.iterdir()) == []

@@ -176,6 +176,41 @@ def test_greedy_match_takes_highest_tiou_free_gt() -> None:
     # If P1 had taken GT0 instead, P2 (tIoU 5/14 with GT1) would be a FP at 0.5.
 
 
+def test_competing_predictions_match_at_exactly_the_threshold() -> None:
+    # GT0 [0,10] and GT1 [0,6] overlap, so each prediction has two candidate GT events (the
+    # matching that chooses between them). P1 [0,6]: tIoU 1 with GT1, 6/10 = 0.6 exactly with
+    # GT0 (0.6 is the double nearest 6/10 either way); P2, the same segment, lower score.
+    gt = make_gt({"a": [(0, 10, 0), (0, 6, 0)]})
+    p = preds(("a", 0, 6, 0, 0.9), ("a", 0, 6, 0, 0.8))
+    # At 0.6: P1 takes GT1 (highest tIoU), P2 takes GT0 at tIoU 0.6 >= 0.6 -> tp [1, 1], AP 1
+    # (with ">" P2 would be a FP: AP 1/2). At 0.7: P2 reaches nothing free -> AP 1/2.
+    metrics = evaluate_detection(gt, p, [0.6, 0.7])
+    np.testing.assert_allclose(metrics.map_per_tiou, [1.0, 0.5])
+    # Top-1x recall (2 GT -> the 2 best predictions): GT0's best tIoU is 0.6, recalled at 0.6
+    # (>=) but not at 0.7; GT1 at both.
+    np.testing.assert_allclose(metrics.recall_1x, [1.0, 0.5])
+    # The same through the single-class entry point.
+    ground_truth = {"a": np.array([[0.0, 10.0], [0.0, 6.0]])}
+    np.testing.assert_allclose(
+        average_precision(ground_truth, Predictions.from_records(p), [0.6, 0.7]), [1.0, 0.5]
+    )
+
+
+def test_every_group_is_matched_whatever_the_groups_before_it() -> None:
+    # Groups (class, video) in key order: dog without predictions (AP 0), cat whose two GT
+    # events are both matched before its last prediction (the matching stops early there), then
+    # bird. Neither may end the matching of the groups after it.
+    gt = make_gt({"a": [(0, 10, 0), (0, 10, 1), (0, 6, 1), (20, 30, 2)]})
+    p = preds(
+        ("a", 0, 6, 1, 0.9),  # cat: GT [0,6] (tIoU 1)
+        ("a", 0, 6, 1, 0.8),  # cat: GT [0,10] (tIoU 0.6)
+        ("a", 50, 60, 1, 0.7),  # cat: FP, after both GT events are matched
+        ("a", 20, 30, 2, 0.6),  # bird: TP
+    )
+    metrics = evaluate_detection(gt, p, [0.5])
+    np.testing.assert_allclose(metrics.ap_per_class, [[0.0], [1.0], [1.0]])
+
+
 def test_recall_at_1x_and_5x() -> None:
     gt = make_gt({"a": [(0, 10, 0), (20, 30, 0), (40, 50, 1)]})
     p = preds(
@@ -205,6 +240,8 @@ def test_invalid_predictions_raise_naming_the_video() -> None:
         evaluate_detection(gt, preds(("a", 5, 1, 0, 0.5)), [0.5])
     with pytest.raises(ValueError, match=r"'a'.*label_id 7"):
         evaluate_detection(gt, preds(("a", 0, 10, 7, 0.5)), [0.5])
+    with pytest.raises(ValueError, match=r"label_id 3, outside 0\.\.2"):  # 3 labels: ids 0..2
+        evaluate_detection(gt, preds(("a", 0, 10, 3, 0.5)), [0.5])
     with pytest.raises(ValueError, match="'zz'"):
         evaluate_detection(gt, preds(("zz", 0, 10, 0, 0.5)), [0.5])
 

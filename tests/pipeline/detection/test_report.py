@@ -48,8 +48,11 @@ PERFECT = {
 }
 
 
-def _write_run(folder: Path, name: str, results: dict, annotations: Path) -> Path:
-    """A run folder as the stages leave it: events, throughput sidecar, summary, then metrics."""
+def _write_run(
+    folder: Path, name: str, results: dict, annotations: Path, resamples: int = 0
+) -> Path:
+    """A run folder as the stages leave it: events, throughput sidecar, summary, then metrics
+    (with ``resamples`` bootstrap resamples of the test videos; 0: none)."""
     run = folder / name
     (run / "events").mkdir(parents=True)
     payload = {"version": "t", "results": results, "external_data": {}}
@@ -82,6 +85,8 @@ def _write_run(folder: Path, name: str, results: dict, annotations: Path) -> Pat
             str(run / "metrics.json"),
             "--plots",
             str(run / "plots"),
+            "--bootstrap-resamples",
+            str(resamples),
         ]
     )
     assert code == 0

@@ -303,6 +303,18 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
              json.dumps({"epochs": 1, "hidden_dim": 8, "attention_dim": 4, "output_dim": 8})]
         ) == 0  # fmt: skip
         torch.load(out / model / "model.pt", weights_only=True)
+        # each test segment's prediction (for the results viewer) scores the test accuracy
+        metrics = json.loads((out / model / "metrics.json").read_text())
+        predicted = metrics["test_predictions"]
+        test_rows = [
+            row for row, subset in zip(rows, clips.subsets, strict=True) if subset == "test"
+        ]
+        assert sum(map(len, predicted.values())) == len(test_rows)
+        correct = [
+            predicted[row["video_id"]][int(row["segment"])] == int(row["label_id"])
+            for row in test_rows
+        ]
+        assert np.mean(correct) == pytest.approx(metrics["test_accuracy"])
     run_args = [
         arg
         for model in ("audio", "visual", "sum", "tacma")
