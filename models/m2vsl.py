@@ -59,7 +59,6 @@ class SoundLocaliser(nn.Module):
         grid_levels: the backbone levels packed in the grid, ``(channels, factor)`` finest
             first (:func:`~models.m2vsl_parts.check_grid_levels`), from the feature store;
             ``None``: a plain one-level grid.
-
     """
 
     def __init__(
