@@ -5,7 +5,8 @@ every row:
 
 - temporal detection: the detection runs (``results/{dataset}/runs/*``: audio-only,
   visual-only, early-fusion ActionFormer, MRAV-FF, LoCo by default), mAP at tIoU 0.5 to 0.9
-  and the average over all configured thresholds;
+  and the average over all configured thresholds, as mean ± std over the training seeds
+  (:mod:`pipeline.detection.seeds`), the average with its 95 % interval over test videos;
 - segment classification (the AVE task): ``segments/metrics.json`` of
   :mod:`pipeline.segments.table`, segment accuracy;
 - spatial sound localisation: ``spatial/metrics.json`` of :mod:`pipeline.spatial.table`, the
@@ -14,9 +15,10 @@ every row:
 
 The first section lists, per task and metric, the winning row and its margin over the next. A
 detection run is called the winner only when the 95 % interval of its difference to every other
-run excludes 0, the interval coming from the same resamples of the test videos in both runs'
-``metrics.json`` (a paired bootstrap, :mod:`pipeline.detection.bootstrap`); otherwise the line says
-"tie within noise" and gives the figures. The spatial section keeps its Welch's t-test verdict.
+run excludes 0, the interval counting both the test videos (the same bootstrap resamples in both
+runs' ``metrics.json``, paired: :mod:`pipeline.detection.bootstrap`) and the training seeds
+(:func:`pipeline.detection.seeds.difference_interval`); otherwise the line says "tie within
+noise" and gives the figures. The spatial section keeps its Welch's t-test verdict.
 Tasks whose inputs are not given are left out (a data set without boxes has no spatial table).
 
 Usage: ``python -m pipeline.comparison --title demo --runs results/demo/runs/fusion ...
@@ -36,8 +38,9 @@ from typing import Any
 
 from models import check_detector_config
 from pipeline.cli import user_errors
-from pipeline.detection.bootstrap import paired_interval, resampled_values, unpaired_reason
+from pipeline.detection.bootstrap import interval_text, resampled_values, unpaired_reason
 from pipeline.detection.report import RunRecord, load_run
+from pipeline.detection.seeds import difference_interval
 from pipeline.display_names import SPATIAL_HEADLINE, spatial_display_name
 from pipeline.io import read_json
 
@@ -109,13 +112,17 @@ def detection_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         row = {
             "name": run.name,
             "method": describe_detector(summary.get("model")),
+            "seeds": len(run.metrics.get("seeds", [None])),
             "average": run.metrics["average_mAP"],
+            "average_std": run.metrics.get("average_mAP_std"),
+            "average_ci95": run.metrics.get("average_mAP_ci95"),
             "num_parameters": summary.get("num_parameters"),
             "train_per_s": summary.get("train_snippets_per_s"),
             "inference_per_s": run.metrics.get("inference", {}).get("snippets_per_s"),
         }
         for key in DETECTION_THRESHOLDS:
             row[key] = run.metrics["mAP"].get(key)
+            row[f"{key}_std"] = run.metrics.get("mAP_std", {}).get(key)
         rows.append(row)
     return rows
 
@@ -163,19 +170,28 @@ def _count(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
+def _spread(std: float | None) -> str:
+    """`` ± 1.20`` (points) over seeds; "" for a single seed."""
+    return "" if std is None else f" ± {100 * std:.2f}"
+
+
 def detection_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     columns = [*DETECTION_THRESHOLDS, "average"]
     best = {key: _best([row[key] for row in rows]) for key in columns}
     lines = [
-        "| Run | Method | "
+        "| Run | Method | Seeds | "
         + " | ".join(f"mAP@{key}" for key in DETECTION_THRESHOLDS)
-        + " | average | Parameters | Training (snippets/s) | Inference (snippets/s) |",
-        "|---|---|" + "---:|" * (len(columns) + 3),
+        + " | average [95 % interval] | Parameters | Training (snippets/s) "
+        "| Inference (snippets/s) |",
+        "|---|---|" + "---:|" * (len(columns) + 4),
     ]
     for row in rows:
-        cells = " | ".join(_cell(row[key], best[key]) for key in columns)
+        cells = " | ".join(
+            _cell(row[key], best[key]) + _spread(row[f"{key}_std"]) for key in columns
+        )
         lines.append(
-            f"| {row['name']} | {row['method']} | {cells} | {_count(row['num_parameters'])} "
+            f"| {row['name']} | {row['method']} | {row['seeds']} | {cells}"
+            f"{interval_text(row['average_ci95'])} | {_count(row['num_parameters'])} "
             f"| {_count(row['train_per_s'])} | {_count(row['inference_per_s'])} |"
         )
     return lines
@@ -242,7 +258,8 @@ def _detection_value(metrics: Mapping[str, Any], key: str) -> float | None:
 def detection_noise(
     win: dict[str, Any] | None, metrics_by_run: Mapping[str, Mapping[str, Any]], key: str
 ) -> dict[str, Any] | None:
-    """The winner's paired 95 % interval against every other run on ``key``.
+    """The winner's 95 % interval against every other run on ``key``, over test videos
+    (paired) and seeds (:func:`pipeline.detection.seeds.difference_interval`).
 
     Returns ``{"against": [{"run", "value", "difference", "ci95", "tie"}]}`` (best first), or
     ``{"unknown": reason}`` when a run cannot be paired; None without a single winner.
@@ -261,7 +278,7 @@ def detection_noise(
             reason = f"no bootstrap at tIoU {key}"
         if reason is not None:
             return {"unknown": f"{name}: {reason}"}
-        low, high = paired_interval(win["value"], value, *resampled)
+        low, high = difference_interval(best, metrics, key)
         against.append(
             {
                 "run": name,
@@ -338,10 +355,12 @@ def build_comparison(
             "## Temporal detection",
             "",
             "mAP (%) on the test split at tIoU 0.5 to 0.9; `average` is the mean over all "
-            "configured thresholds. Throughput on the device and threads of each job. A winner "
-            "is called only when the 95 % interval of its difference to each other run, over "
-            "the same bootstrap resamples of the test videos, excludes 0 (in points, in "
-            "brackets).",
+            "configured thresholds, with its 95 % interval over test videos. Each figure is the "
+            "mean ± standard deviation over the run's training seeds. Throughput on the device "
+            "and threads of each job. A winner is called only when the 95 % interval of its "
+            "difference to each other run excludes 0 (in points, in brackets): its spread adds "
+            "the test videos' (the same bootstrap resamples for both runs, paired) and the "
+            "seeds'.",
             "",
             *detection_table(rows),
             "",

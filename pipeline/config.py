@@ -478,15 +478,27 @@ def settings_argument(text: str, flag: str = "--settings") -> dict[str, Any]:
     return settings
 
 
-def run_config(config: Mapping[str, Any], run_name: str) -> dict[str, Any]:
-    """The merged configuration of one detection run, as the training stage receives it."""
+def run_seeds(config: Mapping[str, Any], run_name: str) -> list[int]:
+    """The training seeds of one detection run (``training.seeds``, the run's own or shared)."""
     if run_name not in config["runs"]:
         raise ConfigError(f"unknown run '{run_name}'; configured runs: {', '.join(config['runs'])}")
+    training = {**config["training"], **config["runs"][run_name].get("training", {})}
+    return list(training.get("seeds", [0]))
+
+
+def run_config(config: Mapping[str, Any], run_name: str, seed: int | None = None) -> dict[str, Any]:
+    """The merged configuration of one detection run's training with one seed (the run's first
+    by default), as the training stage receives it: ``seed`` at the top, the training block
+    without the list of seeds, so that adding a seed leaves the other seeds' jobs untouched."""
+    seeds = run_seeds(config, run_name)
     run = config["runs"][run_name]
+    training = {**config["training"], **run.get("training", {})}
+    training.pop("seeds", None)
     return {
         "name": run_name,
+        "seed": seeds[0] if seed is None else seed,
         "model": copy.deepcopy(run["model"]),
-        "training": {**config["training"], **run.get("training", {})},
+        "training": training,
         "tiou_thresholds": list(config["dataset"]["tiou_thresholds"]),
     }
 

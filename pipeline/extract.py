@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -58,7 +58,8 @@ from pipeline.encoders import (
 )
 from pipeline.ids import safe_name
 from pipeline.io import stable_hash
-from pipeline.store import VideoFeatures, is_complete, stream_store
+from pipeline.progress import Progress
+from pipeline.store import VideoFeatures, is_complete, open_store, stream_store
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +360,7 @@ def extract_shard(
     batch_size: int = 64,
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    progress_stream: IO[str] | None = None,
 ) -> dict[str, Any]:
     """Extract a shard of videos into ``out_dir/{name}.zarr`` and write its manifest.
 
@@ -385,6 +387,8 @@ def extract_shard(
     audio_encoder = build_audio_encoder(settings["audio"], device=device, fp16=fp16)
     config_hash = settings_hash(settings, visual_encoder, audio_encoder)
     manifest: dict[str, Any] = {"config_hash": config_hash, "videos": {}, "failed": {}}
+    what = f"extract shard {Path(manifest_path).stem}"
+    progress = Progress(what, len(videos), stream=progress_stream)
     for video_path in map(Path, videos):
         video_id = video_path.stem
         try:
@@ -394,6 +398,7 @@ def extract_shard(
                 raise ValueError(f"{video_path}: {err}") from err
             log.warning("skipping %s: %s", video_path, err)
             manifest["failed"][video_id] = f"{video_path}: {err}"
+            progress.skip()
             continue
         store_path = out_dir / f"{name}.zarr"
         # A writer killed hard (SIGKILL, SIGTERM) leaves its temporary store (named as in
@@ -418,9 +423,14 @@ def extract_shard(
                     raise
                 log.warning("skipping %s: %s", video_path, err)
                 manifest["failed"][video_id] = str(err)
+                progress.skip()
                 continue
             status = "extracted"
         manifest["videos"][video_id] = {"store": store_path.name, "status": status}
+        if status == "cached":
+            progress.advance(cached=True)
+        else:
+            progress.advance(open_store(store_path).info.duration_s)
     manifest_path = Path(manifest_path)
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))

@@ -95,7 +95,7 @@ def test_paper_config_reaches_its_table_and_submissions(tmp_path):
     assert sorted(index["videos"]) == sorted(VIDEOS)
 
     # the paper's model, with the class count read from the files (3 labels, ids 0, 3, 7)
-    bundle = load_checkpoint(results / "runs" / "fusion" / "model.pt")
+    bundle = load_checkpoint(results / "runs" / "fusion" / "seed0" / "model.pt")
     model = bundle["model_config"]
     assert model["num_classes"] == 3 and bundle["labels"] == list(LABELS)
     assert model["input_dims"] == {"audio": 256, "visual": 1408}
@@ -114,7 +114,7 @@ def test_paper_config_reaches_its_table_and_submissions(tmp_path):
     # the challenge's format on our test subset (the valid split), with the release's label ids
     for run in ("audio_only", "video_only", "fusion"):
         submission = json.loads((results / "runs" / run / "submission.json").read_text())
-        events = json.loads((results / "runs" / run / "events" / "test.json").read_text())
+        events = json.loads((results / "runs" / run / "seed0" / "events" / "test.json").read_text())
         assert set(submission) == set(events["results"]) <= {"video_105", "video_106"}
         rows = [row for video in submission.values() for row in video["sound_localisation"]]
         assert len(rows) == sum(len(items) for items in events["results"].values())

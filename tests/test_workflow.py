@@ -33,7 +33,11 @@ TINY_CONFIG = {
     "extraction": {"shard_size": 3},
     "training": {"epochs": 2, "batch_size": 2, "max_seq_len": 16},
     "runs": {
-        "audio_only": {"model": {**SMALL_MODEL, "modalities": ["audio"]}},
+        # two training seeds, its own: the run's figures are their mean and spread
+        "audio_only": {
+            "model": {**SMALL_MODEL, "modalities": ["audio"]},
+            "training": {"seeds": [0, 1]},
+        },
         "fusion": {"model": {**SMALL_MODEL, "modalities": ["audio", "visual"]}},
     },
     # covered by test_every_task_reaches_the_comparison, on its own folder
@@ -113,7 +117,8 @@ def tiny_run(tmp_path_factory) -> Path:
     """A working folder where the whole tiny workflow has run once."""
     workdir = tmp_path_factory.mktemp("tiny")
     write_config(workdir, TINY_CONFIG)
-    check_ok(snakemake(workdir))
+    output = check_ok(snakemake(workdir))
+    (workdir / "snakemake_output.txt").write_text(output)
     return workdir
 
 
@@ -125,9 +130,10 @@ def test_dry_run_lists_the_dag(tmp_path):
         "synth": 1,
         "extract_shard": 2,  # 6 videos in shards of 3
         "index": 1,
-        "train": 2,
-        "infer": 2,
-        "evaluate": 2,
+        "train": 3,  # audio_only's two seeds and fusion's one
+        "infer": 3,
+        "evaluate": 3,
+        "seeds": 2,
         "report": 1,
         "table": 1,
         "comparison": 1,
@@ -156,12 +162,19 @@ def test_run_produces_reports_stores_and_runs(tiny_run):
     stats = json.loads((tiny_run / FEATURES / "stats.json").read_text())
     assert stats["split"] == "train" and stats["num_videos"] == 3  # tiny: 3 train videos
     assert len(stats["visual"]["mean"]) == index["dims"]["visual"]
-    for run in TINY_CONFIG["runs"]:
+    for run, seeds in (("audio_only", [0, 1]), ("fusion", [0])):
         run_dir = results / "runs" / run
-        assert (run_dir / "model.pt").stat().st_size > 0
+        per_seed = []
+        for seed in seeds:
+            assert (run_dir / f"seed{seed}" / "model.pt").stat().st_size > 0
+            assert (run_dir / f"seed{seed}" / "plots" / "per_class_ap.png").stat().st_size > 0
+            per_seed.append(json.loads((run_dir / f"seed{seed}" / "metrics.json").read_text()))
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        assert metrics, f"{run_dir / 'metrics.json'} is empty"
-        assert (run_dir / "plots" / "per_class_ap.png").stat().st_size > 0
+        assert metrics["seeds"] == seeds
+        mean = sum(seed["average_mAP"] for seed in per_seed) / len(seeds)
+        assert metrics["average_mAP"] == pytest.approx(mean)
+        assert (metrics["average_mAP_std"] is None) == (len(seeds) == 1)
+        assert all((run_dir / plot).is_file() for plot in metrics["plots"])
         assert run in (results / "report.md").read_text()
     # the results viewer: every run, and the test videos linked beside the page
     page = read_page_data(results / "viewer" / "index.html")
@@ -264,6 +277,18 @@ def test_every_task_reaches_the_comparison(tmp_path):
         assert any(name.endswith(figure) for name in names), figure
 
 
+def test_extraction_progress_reaches_the_terminal_and_the_log(tiny_run):
+    """pipeline.progress: each shard's last line, on Snakemake's output and in the job's log."""
+    output = (tiny_run / "snakemake_output.txt").read_text()
+    for shard in (0, 1):
+        line = re.search(
+            rf"extract shard {shard}: 3/3 videos, (\d+) s of video in .* s/s\), done", output
+        )
+        assert line, f"no progress line of shard {shard} in Snakemake's output"
+        log = tiny_run / "results" / "tiny" / "logs" / "extract" / "classic" / f"{shard}.log"
+        assert line[0] in log.read_text()
+
+
 def test_second_run_is_a_no_op(tiny_run):
     report = tiny_run / "results" / "tiny" / "report.md"
     before = report.stat().st_mtime_ns
@@ -280,9 +305,10 @@ def test_changed_stride_reruns_extraction_and_downstream_not_synth(tiny_run):
         "all": 1,
         "extract_shard": 2,
         "index": 1,
-        "train": 2,
-        "infer": 2,
-        "evaluate": 2,
+        "train": 3,  # audio_only's two seeds and fusion's one
+        "infer": 3,
+        "evaluate": 3,
+        "seeds": 2,
         "report": 1,
         "table": 1,
         "comparison": 1,

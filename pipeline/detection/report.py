@@ -1,11 +1,11 @@
 """Markdown report comparing detection runs: mAP tables, throughput, plots, extraction summary.
 
-A run folder holds what the training, inference and evaluation stages write:
-``metrics.json`` (:mod:`pipeline.detection.evaluate`, required), ``train_summary.json``
-(:mod:`pipeline.detection.train`: parameters, training throughput, best validation epoch) and the
-PNG files listed in ``metrics.json["plots"]``. Numbers are shown in percent with two decimals,
-mAP with its 95 % interval over test videos where ``metrics.json`` has one (``42.05 [38.1, 45.9]``,
-:mod:`pipeline.detection.bootstrap`).
+A run folder holds ``metrics.json`` (:mod:`pipeline.detection.evaluate` for one training, or
+:mod:`pipeline.detection.seeds` over the run's seeds; required), ``train_summary.json``
+(parameters, training throughput, selected epochs) and the PNG files listed in
+``metrics.json["plots"]``. Numbers are shown in percent with two decimals, mAP as the mean ± the
+standard deviation over seeds when there are several, with its 95 % interval over test videos
+where ``metrics.json`` has one (``42.05 ± 1.20 [38.1, 45.9]``, :mod:`pipeline.detection.bootstrap`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import user_errors
-from pipeline.detection.bootstrap import (
-    interval_text,
-    paired_interval,
-    resampled_values,
-    unpaired_reason,
-)
+from pipeline.detection.bootstrap import interval_text, unpaired_reason
+from pipeline.detection.seeds import difference_interval
 
 
 @dataclass(frozen=True)
@@ -62,10 +58,14 @@ def _count(value: float | None, unit: str = "") -> str:
 
 
 def _interval(metrics: dict[str, Any], key: str) -> str:
-    """`` [lo, hi]`` of mAP at threshold ``key`` or of the ``"average"``; "" without one."""
+    """`` ± std`` over seeds (with several) and `` [lo, hi]`` of mAP at threshold ``key`` or of
+    the ``"average"``; "" without either."""
     if key == "average":
-        return interval_text(metrics.get("average_mAP_ci95"))
-    return interval_text(metrics.get("mAP_ci95", {}).get(key))
+        std, interval = metrics.get("average_mAP_std"), metrics.get("average_mAP_ci95")
+    else:
+        std = metrics.get("mAP_std", {}).get(key)
+        interval = metrics.get("mAP_ci95", {}).get(key)
+    return ("" if std is None else f" ± {100 * std:.2f}") + interval_text(interval)
 
 
 def comparison_table(runs: Sequence[RunRecord]) -> str:
@@ -109,18 +109,16 @@ def best_run_sentence(runs: Sequence[RunRecord]) -> str:
         f"**{best.name}** has the best average mAP ({_percent(score)} %), {gap:.2f} points above "
         f"the next best run, {ranked[1].name} ({_percent(runner_up)} %{relative})"
     )
-    if unpaired_reason(best.metrics, ranked[1].metrics) is not None:
+    interval = None
+    if unpaired_reason(best.metrics, ranked[1].metrics) is None:
+        interval = difference_interval(best.metrics, ranked[1].metrics, "average")
+    if interval is None:
         return sentence + "."
-    low, high = paired_interval(
-        score,
-        runner_up,
-        resampled_values(best.metrics, "average"),
-        resampled_values(ranked[1].metrics, "average"),
-    )
+    low, high = interval
     verdict = "a tie within noise" if low <= 0 <= high else "beyond the noise"
     return (
         f"{sentence}; 95 % interval of the difference over the same test-video resamples "
-        f"[{100 * low:.2f}, {100 * high:.2f}]: {verdict}."
+        f"and the seeds [{100 * low:.2f}, {100 * high:.2f}]: {verdict}."
     )
 
 
@@ -147,6 +145,20 @@ def run_section(run: RunRecord, report_dir: Path) -> str:
         lines.append(
             f"- model selected at epoch {summary['best_epoch']} of {summary['epochs']} "
             f"(validation average mAP {_percent(summary['best_val_average_map'])} %)"
+        )
+    if "best_epochs" in summary:  # a run over seeds (pipeline.detection.seeds)
+        epochs = ", ".join(
+            f"{epoch} (seed {seed})" for seed, epoch in summary["best_epochs"].items()
+        )
+        lines.append(
+            f"- models selected at epochs {epochs} of {summary['epochs']} "
+            f"(mean validation average mAP {_percent(summary['best_val_average_map'])} %)"
+        )
+    per_seed = metrics.get("per_seed", {})
+    if len(per_seed) > 1:
+        lines.append(
+            "- test average mAP per seed: "
+            + ", ".join(f"{_percent(v['average_mAP'])} (seed {k})" for k, v in per_seed.items())
         )
     lines += ["", "| tIoU | mAP (%) | recall@1x (%) | recall@5x (%) |", "|---|---|---|---|"]
     for key, value in sorted(metrics["mAP"].items(), key=lambda item: float(item[0])):

@@ -1,9 +1,10 @@
 """A training run's config: validation against the workflow schema, defaults, derived keys.
 
-The run config is one JSON object, ``{"name", "model", "training", "tiou_thresholds"}``
-(:func:`pipeline.config.run_config`). Training keys and their defaults come from the workflow
-schema's ``definitions.training``; the detector's ``input_dims`` and ``num_classes`` are derived
-from the feature index and the annotations, never typed by a user.
+The run config is one JSON object, ``{"name", "seed", "model", "training", "tiou_thresholds"}``
+(:func:`pipeline.config.run_config`): one training of a run, with one of its seeds. Training keys
+and their defaults come from the workflow schema's ``definitions.training``; the detector's
+``input_dims`` and ``num_classes`` are derived from the feature index and the annotations, never
+typed by a user.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def resolve_run_config(run_cfg: dict[str, Any]) -> dict[str, Any]:
         resolved["training"] = resolve_training(resolved["training"])
     except ValueError as err:
         raise ValueError(f"run {resolved['name']!r}: {err}") from None
+    # One training: its seed (the first of the run's seeds when not given) replaces the list.
+    seeds = resolved["training"].pop("seeds")
+    resolved["training"]["seed"] = resolved.pop("seed", seeds[0])
     clash = [key for key in DERIVED_MODEL_KEYS if key in resolved["model"]]
     if clash:
         raise ValueError(

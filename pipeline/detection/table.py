@@ -8,7 +8,9 @@ per-threshold mAP; when a run was not evaluated at all of them the cell is ``n/a
 without published results (the synthetic one) gets a ``published`` row of ``n/a`` and columns from
 our runs' thresholds. Where ``metrics.json`` has a bootstrap over test videos
 (:mod:`pipeline.detection.bootstrap`), our mAP cells show its 95 % interval: ``42.05 [38.1, 45.9]``
-(for a benchmark's ``average``, recomputed from the per-resample mAP of its thresholds).
+(for a benchmark's ``average``, recomputed from the per-resample mAP of its thresholds); a run
+over several training seeds (:mod:`pipeline.detection.seeds`) shows the mean and the seeds'
+standard deviation: ``42.05 ± 1.20 [38.1, 45.9]``.
 
 CLI: ``python -m pipeline.detection.table --benchmark unav100 --runs results/X/runs/a ...
 --out results/X/table.md``.
@@ -73,24 +75,43 @@ def _key_at(metrics: Mapping[str, Any], threshold: float) -> str | None:
     return None
 
 
+def _seed_spread(metrics: Mapping[str, Any], keys: Sequence[str] | None) -> str:
+    """`` ± std`` (points) over the run's seeds of the mean of mAP at ``keys`` (None: the
+    average), "" with fewer than two seeds."""
+    per_seed = list(metrics.get("per_seed", {}).values())
+    if len(per_seed) < 2:
+        return ""
+    values = [
+        seed["average_mAP"] if keys is None else np.mean([seed["mAP"][key] for key in keys])
+        for seed in per_seed
+    ]
+    return f" ± {100 * np.std(values, ddof=1):.2f}"
+
+
 def our_intervals(metrics: Mapping[str, Any], benchmark: Benchmark) -> dict[str, str]:
-    """`` [lo, hi]`` (percent) of our mAP in each column; "" where the run has no bootstrap."""
+    """`` ± std`` over seeds (with several) and `` [lo, hi]`` (percent) of our mAP in each
+    column; "" where the run has neither."""
     texts = {column: "" for column in benchmark.columns}
-    if benchmark.metric == "accuracy" or "bootstrap" not in metrics:
+    if benchmark.metric == "accuracy":
         return texts
     for column in benchmark.columns:
         if column == "average" and not benchmark.average_over:
-            texts[column] = interval_text(metrics.get("average_mAP_ci95"))
+            texts[column] = _seed_spread(metrics, None) + interval_text(
+                metrics.get("average_mAP_ci95")
+            )
             continue
         over = benchmark.average_over if column == "average" else (float(column),)
         keys = [_key_at(metrics, threshold) for threshold in over]
         if None in keys:
             continue
+        texts[column] = _seed_spread(metrics, keys)
+        if "bootstrap" not in metrics:
+            continue
         resampled = [resampled_values(metrics, key) for key in keys]
         if any(values is None for values in resampled):
             continue
         point = float(np.mean([metrics["mAP"][key] for key in keys]))
-        texts[column] = interval_text(normal_interval(point, np.mean(resampled, axis=0)))
+        texts[column] += interval_text(normal_interval(point, np.mean(resampled, axis=0)))
     return texts
 
 

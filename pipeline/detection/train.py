@@ -368,6 +368,7 @@ def _write_model(
     best = load_checkpoint(result.out_dir / "checkpoints" / "best.pt")
     summary = {
         "name": run_cfg["name"],
+        "seed": run_cfg["training"]["seed"],
         "model": run_cfg["model"],
         "epochs": result.epochs_completed,
         "best_epoch": result.best_epoch,

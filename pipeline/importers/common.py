@@ -35,6 +35,7 @@ from pipeline.annotations import parse_annotations
 from pipeline.ids import check_video_id
 from pipeline.index import build_index, write_statistics
 from pipeline.io import stable_hash, write_json_atomic
+from pipeline.progress import Progress
 from pipeline.store import is_complete, open_store, write_store
 
 IMPORT_FORMAT_VERSION = 1
@@ -245,6 +246,8 @@ def run_import(
     """
     check_missing_policy(missing)
     check_on_error_policy(on_error)
+    video_ids = list(video_ids)
+    progress = Progress(f"import {dataset}", len(video_ids))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_hash = settings.config_hash()
@@ -259,6 +262,7 @@ def run_import(
                 dims_from.setdefault(name, f"the finished store {store_path}")
             kept.append(video_id)
             entries[video_id] = {"store": store_path.name, "status": "kept"}
+            progress.advance(cached=True)
             continue
         try:
             video = load_video(video_id)
@@ -268,6 +272,7 @@ def run_import(
                     f"video {video_id}: {err}; provide it or pass --missing skip"
                 ) from err
             failed[video_id] = str(err)
+            progress.skip()
             continue
         except VideoExtractionError as err:
             if on_error == "fail":
@@ -276,6 +281,7 @@ def run_import(
                     "(--on-error skip) to list the video as failed and import the others"
                 ) from err
             failed[video_id] = str(err)
+            progress.skip()
             continue
         _resolve_dims(settings, video, dims, dims_from)
         encoders = {
@@ -307,6 +313,7 @@ def run_import(
         )
         written.append(video_id)
         entries[video_id] = {"store": store_path.name, "status": "imported"}
+        progress.advance(float(video.duration_s))
     manifest = {"config_hash": config_hash, "videos": entries, "failed": failed}
     manifest_path = out_dir / "shards" / "import.json"
     write_json_atomic(manifest_path, manifest, indent=1, sort_keys=True)

@@ -9,6 +9,7 @@ from pipeline.config import (
     check_spatial_benchmark,
     extraction_settings,
     run_config,
+    run_seeds,
     segment_labels_source,
     segment_settings,
     spatial_benchmark,
@@ -33,6 +34,8 @@ ANNOTATIONS = None if SPATIAL_BENCHMARK else annotations_path(config["dataset"])
 # job runs: a mistake fails `snakemake -n`, not the training job after the extraction.
 check_annotations(config, VIDEOS)
 RUNS = list(config["runs"])
+# Each detection run is trained once per seed (training.seeds, shared or the run's own).
+RUN_SEEDS = {run: run_seeds(config, run) for run in RUNS}
 # The segment-level (AVE task) and spatial stages, when this data set has their labels.
 SEGMENTS = config["segments"]
 SEGMENT_RUNS = list(SEGMENTS["runs"])
@@ -97,8 +100,32 @@ def shard_video_arguments(wildcards):
 
 
 def run_settings(wildcards):
-    """The resolved settings of one detection run (pipeline.config.run_config)."""
-    return json.dumps(run_config(config, wildcards.run), sort_keys=True)
+    """The resolved settings of one detection run's training with one seed
+    (pipeline.config.run_config); a seed outside the run's training.seeds is refused."""
+    seed = int(wildcards.seed)
+    if seed not in RUN_SEEDS[wildcards.run]:
+        raise ValueError(
+            f"seed {seed} is not among run {wildcards.run}'s training.seeds "
+            f"{RUN_SEEDS[wildcards.run]}"
+        )
+    return json.dumps(run_config(config, wildcards.run, seed), sort_keys=True)
+
+
+def run_seed_files(wildcards, name):
+    """``name`` in each seed folder of a detection run (the folders themselves for "")."""
+    folder = f"results/{wildcards.dataset}/runs/{wildcards.run}"
+    return [
+        f"{folder}/seed{seed}/{name}".rstrip("/") for seed in RUN_SEEDS[wildcards.run]
+    ]
+
+
+def first_seed_events(wildcards):
+    """The test events of a detection run's first seed: those the viewer shows and a Perception
+    Test submission sends."""
+    seed = RUN_SEEDS[wildcards.run][0]
+    return (
+        f"results/{wildcards.dataset}/runs/{wildcards.run}/seed{seed}/events/test.json"
+    )
 
 
 def segment_step_settings(step, name=""):

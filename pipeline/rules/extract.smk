@@ -1,4 +1,7 @@
-# Stage 1: one extraction job per shard of videos, then the dataset index and statistics.
+# Stage 1: one extraction job per shard of videos, then the dataset index and statistics. The
+# extraction's progress lines (videos done, seconds of video per second, time left) go to its
+# log and to the terminal: file descriptor 3 is Snakemake's stderr, taken before the log's
+# redirection (pipeline.progress).
 
 
 if config["dataset"]["source"] != "import":
@@ -22,11 +25,11 @@ if config["dataset"]["source"] != "import":
             "results/{dataset}/benchmarks/extract/{encoder_set}/{shard}.tsv"
         threads: 1
         shell:
-            "OMP_NUM_THREADS={threads} python -m pipeline.extract "
+            "OMP_NUM_THREADS={threads} AVLOC_PROGRESS_FD=3 python -m pipeline.extract "
             "--settings {params.settings:q} --out-dir {params.out_dir:q} --manifest {output:q} "
             "--on-error {params.on_error} --max-damaged-fraction {params.max_damaged_fraction} "
             "--batch-size {params.batch_size} --device {params.device} "
-            "-- {params.videos} > {log} 2>&1"
+            "-- {params.videos} 3>&2 > {log} 2>&1"
 
     rule index:
         input:

@@ -1,4 +1,6 @@
 # Stage 1 alternative: a benchmark's released features imported into the per-video store layout.
+# The importers' progress lines go to their logs and to the terminal (file descriptor 3,
+# pipeline.progress).
 
 # Challenge entries `rule all` asks for (the Perception Test import sets them).
 SUBMISSIONS = []
@@ -35,10 +37,10 @@ if config["dataset"]["source"] == "import":
             benchmark:
                 "results/{dataset}/benchmarks/import.tsv"
             shell:
-                "python -m pipeline.importers.unav100 --annotations {input.annotations:q} "
+                "AVLOC_PROGRESS_FD=3 python -m pipeline.importers.unav100 --annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--release {params.release} --missing {params.missing} --dataset {wildcards.dataset} --encoder-set {ENCODER_SET} "
-                "> {log} 2>&1"
+                "3>&2 > {log} 2>&1"
 
     if IMPORT["format"] == "ave":
 
@@ -68,10 +70,10 @@ if config["dataset"]["source"] == "import":
             benchmark:
                 "results/{dataset}/benchmarks/import.tsv"
             shell:
-                "python -m pipeline.importers.ave --annotations {input.dataset_dir:q} "
+                "AVLOC_PROGRESS_FD=3 python -m pipeline.importers.ave --annotations {input.dataset_dir:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--annotations-out {output.annotations:q} --segments-out {output.segments:q} "
-                "--dataset {wildcards.dataset} --encoder-set {ENCODER_SET} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {ENCODER_SET} 3>&2 > {log} 2>&1"
 
     if IMPORT["format"] == "actionformer":
 
@@ -131,12 +133,12 @@ if config["dataset"]["source"] == "import":
                 "results/{dataset}/benchmarks/import.tsv"
             threads: 1
             shell:
-                "OMP_NUM_THREADS={threads} python -m pipeline.importers.actionformer "
+                "OMP_NUM_THREADS={threads} AVLOC_PROGRESS_FD=3 python -m pipeline.importers.actionformer "
                 "--annotations {input.annotations:q} "
                 "--features-dir {input.features:q} --out {params.out_dir:q} "
                 "--release {params.release} --annotations-out {output.annotations:q} "
                 "--missing {params.missing} --validation-fraction {params.validation_fraction} "
-                "--dataset {wildcards.dataset} --encoder-set {params.encoder_set} {params.audio} > {log} 2>&1"
+                "--dataset {wildcards.dataset} --encoder-set {params.encoder_set} {params.audio} 3>&2 > {log} 2>&1"
 
     if IMPORT["format"] == "perception_test":
 
@@ -173,17 +175,18 @@ if config["dataset"]["source"] == "import":
             benchmark:
                 "results/{dataset}/benchmarks/import.tsv"
             shell:
-                "python -m pipeline.importers.perception_test "
+                "AVLOC_PROGRESS_FD=3 python -m pipeline.importers.perception_test "
                 "--annotations {input.annotations:q} --extra-annotations {input.extra:q} "
                 "--features-dir {input.audio:q} --video-features-dir {input.video:q} "
                 "--audio-features {params.audio_features:q} --video-features {params.video_features:q} "
                 "--out {params.out_dir:q} --annotations-out {output.annotations:q} "
                 "--task {params.task} --missing {params.missing} "
                 "--validation-fraction {params.validation_fraction} --dataset {wildcards.dataset} "
-                "--encoder-set {params.encoder_set} > {log} 2>&1"
+                "--encoder-set {params.encoder_set} 3>&2 > {log} 2>&1"
 
-        # The challenge's entry of each run: its detections on our test subset (the release's
-        # valid split), labels mapped back to the release's ids; `rule all` asks for them.
+        # The challenge's entry of each run: its first seed's detections on our test subset (the
+        # release's valid split), labels mapped back to the release's ids; `rule all` asks for
+        # them.
         SUBMISSIONS = expand(
             "results/{dataset}/runs/{run}/submission.json",
             dataset=DATASET,
@@ -192,7 +195,7 @@ if config["dataset"]["source"] == "import":
 
         rule perception_test_submission:
             input:
-                events="results/{dataset}/runs/{run}/events/test.json",
+                events=first_seed_events,
                 annotations="results/{dataset}/annotations.json",
             output:
                 "results/{dataset}/runs/{run}/submission.json",

@@ -1,4 +1,5 @@
-# Stage 2 training: one resumable job per configured run (checkpoints survive a killed job).
+# Stage 2 training: one resumable job per configured run and training seed (checkpoints survive
+# a killed job); training.seeds lists the seeds.
 
 
 rule train:
@@ -13,16 +14,18 @@ rule train:
         ),
         annotations=ANNOTATIONS or [],
     output:
-        model="results/{dataset}/runs/{run}/model.pt",
-        log_csv="results/{dataset}/runs/{run}/train_log.csv",
-        summary="results/{dataset}/runs/{run}/train_summary.json",
+        model="results/{dataset}/runs/{run}/seed{seed}/model.pt",
+        log_csv="results/{dataset}/runs/{run}/seed{seed}/train_log.csv",
+        summary="results/{dataset}/runs/{run}/seed{seed}/train_summary.json",
     params:
         settings=run_settings,
-        out_dir=lambda wildcards: f"results/{wildcards.dataset}/runs/{wildcards.run}",
+        out_dir=lambda wildcards: (
+            f"results/{wildcards.dataset}/runs/{wildcards.run}/seed{wildcards.seed}"
+        ),
     log:
-        "results/{dataset}/logs/train/{run}.log",
+        "results/{dataset}/logs/train/{run}-seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/train/{run}.tsv"
+        "results/{dataset}/benchmarks/train/{run}-seed{seed}.tsv"
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m pipeline.detection.train --settings {params.settings:q} "

@@ -7,7 +7,11 @@
 rule viewer:
     input:
         annotations=ANNOTATIONS or [],
-        events=expand("results/{{dataset}}/runs/{run}/events/test.json", run=RUNS),
+        # each run's first seed's detections (its metrics.json names the seeds)
+        events=[
+            f"results/{{dataset}}/runs/{run}/seed{seeds[0]}/events/test.json"
+            for run, seeds in RUN_SEEDS.items()
+        ],
         metrics=expand("results/{{dataset}}/runs/{run}/metrics.json", run=RUNS),
         # every video (the test split is known only from the annotations); a file named with
         # braces is left out, as in shard_videos, but still placed

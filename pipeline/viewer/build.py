@@ -79,8 +79,9 @@ def viewer_data(
     Args:
         title: the data set's name.
         truth: the test split's annotations (pipeline.annotations).
-        runs: detection run folders (``events/test.json`` and ``metrics.json`` inside); the
-            folder's name is the run's.
+        runs: detection run folders (``metrics.json`` inside, and ``events/test.json``, or for
+            a run over seeds, :mod:`pipeline.detection.seeds`, its first seed's in
+            ``seed{N}/events/``); the folder's name is the run's.
         video_urls: video id -> the page's relative URL of its video (a video without one is
             shown on its timeline only).
         segments_csv: the data set's 1-second labels, when the segment stage ran.
@@ -101,7 +102,7 @@ def viewer_data(
             Path(run).name: {
                 "metrics": data.run_metrics(Path(run) / "metrics.json", truth.labels),
                 "detections": data.run_detections(
-                    Path(run) / "events" / f"{SPLIT}.json",
+                    data.run_events(run, SPLIT),
                     truth.labels,
                     video_ids,
                     max_per_video=max_detections_per_video,

@@ -77,6 +77,18 @@ def run_detections(
     return detections
 
 
+def run_events(run: str | Path, split: str) -> Path:
+    """A detection run folder's events of ``split``: its own, or its first seed's when it is a
+    run over seeds (``seeds`` in its metrics.json, :mod:`pipeline.detection.seeds`)."""
+    run = Path(run)
+    own = run / "events" / f"{split}.json"
+    if own.exists() or not (run / "metrics.json").exists():
+        return own
+    metrics = read_json(run / "metrics.json", "detection metrics", "run pipeline.detection.seeds")
+    seeds = metrics.get("seeds")
+    return run / f"seed{seeds[0]}" / "events" / f"{split}.json" if seeds else own
+
+
 def run_metrics(metrics_path: str | Path, labels: tuple[str, ...]) -> dict[str, Any]:
     """The run's mAP at each tIoU threshold, its average and each class's AP averaged over the
     thresholds (``ap_per_class[k]`` for ``labels[k]``; None for a class the file lacks)."""
@@ -139,6 +151,7 @@ __all__ = [
     "MAX_DETECTIONS_PER_VIDEO",
     "ground_truth",
     "run_detections",
+    "run_events",
     "run_metrics",
     "segment_labels",
     "segment_runs",

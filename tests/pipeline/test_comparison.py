@@ -143,7 +143,7 @@ def test_winners_and_margins_by_hand(runs: list[Path]) -> None:
     ]
     assert "| M2VSL | 2 | **0.700** ± 0.010 | **0.500** ± 0.010 | **0.300** ± 0.010 |" in text
     assert "| AV-BT + TACMA | **75.0** | 2,100 | 1,000 |" in text
-    assert "| loco | LoCo (cdp cross-attention, LCC) | **70.00** |" in text
+    assert "| loco | LoCo (cdp cross-attention, LCC) | 1 | **70.00** |" in text  # one seed
 
 
 def test_tasks_without_inputs_are_left_out(runs: list[Path]) -> None:

@@ -10,6 +10,7 @@ from pipeline.config import (
     load_config,
     main,
     run_config,
+    run_seeds,
     segment_settings,
     task_enabled,
     validate_config,
@@ -85,6 +86,20 @@ def test_overrides_and_run_merge(tmp_path):
     assert merged["tiou_thresholds"] == config["dataset"]["tiou_thresholds"]
     with pytest.raises(ConfigError, match="unknown run 'zzz'"):
         run_config(config, "zzz")
+
+
+def test_each_seed_is_one_training_whose_settings_ignore_the_other_seeds():
+    runs = {"r": {"model": {"name": "actionformer"}}, "s": {"model": {"name": "actionformer"}}}
+    runs["s"]["training"] = {"seeds": [9]}
+    config = validate_config({"training": {"seeds": [3, 1]}, "runs": runs})
+    assert run_seeds(config, "r") == [3, 1] and run_seeds(config, "s") == [9]
+    first, second = run_config(config, "r"), run_config(config, "r", 1)
+    assert (first["seed"], second["seed"]) == (3, 1)
+    assert "seeds" not in first["training"]
+    more = validate_config({"training": {"seeds": [3, 1, 2]}, "runs": runs})
+    assert run_config(more, "r", 1) == second  # a seed added: seed 1's job is unchanged
+    with pytest.raises(ConfigError, match="seeds"):
+        validate_config({"training": {"seeds": [1, 1]}})
 
 
 def test_extraction_hash_ignores_scheduling_keys():

@@ -200,7 +200,8 @@ def test_evaluate_and_report_show_the_intervals(tmp_path: Path) -> None:
     assert (
         "**perfect** has the best average mAP (100.00 %), 50.00 points above the next best run, "
         f"dogs (50.00 %, +100% relative); 95 % interval of the difference over the same "
-        f"test-video resamples [{50 - spread:.2f}, {50 + spread:.2f}]: {verdict}." in text
+        f"test-video resamples and the seeds [{50 - spread:.2f}, {50 + spread:.2f}]: {verdict}."
+        in text
     )
 
 

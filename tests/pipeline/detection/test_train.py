@@ -36,9 +36,9 @@ RUN_CONFIG = {
         "max_seq_len": 32,
         "ema_decay": 0.9,
         "device": "cpu",
-        "seed": 7,
         "keep_epoch_checkpoints": True,
     },
+    "seed": 7,
     "tiou_thresholds": [0.3, 0.5, 0.7],
 }
 
@@ -171,7 +171,7 @@ def test_training_lowers_the_loss_on_planted_signal(
     batch = collate_videos([dataset[i] for i in range(len(dataset))], pad_multiple=4)
     losses = {}
     for name, state_dict in (("initial", None), ("trained", bundle["state_dict"])):
-        torch.manual_seed(RUN_CONFIG["training"]["seed"])
+        torch.manual_seed(RUN_CONFIG["seed"])
         detector = build_detector(bundle["model_config"])
         if state_dict is not None:
             detector.load_state_dict(state_dict)
@@ -212,6 +212,11 @@ def test_run_config_checks() -> None:
     resolved = resolve_run_config(copy.deepcopy(RUN_CONFIG))
     assert resolved["training"]["grad_clip"] == 1.0  # schema default
     assert resolved["training"]["crop_min_kept_fraction"] == 0.5
+    # one training: the job's seed replaces the run's list of seeds
+    assert resolved["training"]["seed"] == 7 and "seeds" not in resolved["training"]
+    without_seed = {key: value for key, value in RUN_CONFIG.items() if key != "seed"}
+    without_seed["training"] = {**RUN_CONFIG["training"], "seeds": [4, 5]}
+    assert resolve_run_config(without_seed)["training"]["seed"] == 4  # the first seed
     bad = copy.deepcopy(RUN_CONFIG)
     bad["model"]["num_classes"] = 5
     with pytest.raises(ValueError, match=r"model\.num_classes is read from"):
