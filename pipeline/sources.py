@@ -8,6 +8,7 @@ file is checked against the listed videos (:func:`check_annotations`) without de
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,20 +47,26 @@ def list_videos(dataset: Mapping[str, Any]) -> dict[str, str]:
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset.videos_dir {folder} is not a folder")
     extensions = {ext.lower() for ext in dataset["video_extensions"]}
+    # Names, not Path objects: at a million files, sorting and splitting Paths costs tens of
+    # seconds of every DAG build; the result is the same as `sorted(folder.iterdir())`.
+    prefix = "" if folder == Path(".") else os.path.join(folder, "")
     videos: dict[str, str] = {}
     hidden: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in extensions or not path.is_file():
+    with os.scandir(folder) as scan:
+        entries = {entry.name: entry for entry in scan}
+    for name in sorted(entries):
+        video_id, suffix = _stem_suffix(name)
+        if suffix.lower() not in extensions or not _is_file(entries[name]):
             continue
-        if path.name.startswith("."):
-            hidden.append(path.name)
+        if name.startswith("."):
+            hidden.append(name)
             continue
-        video_id = path.stem  # any name: the extraction job refuses one too long to name a store
+        # any name is an id: the extraction job refuses one too long to name a store
         if video_id in videos:
             raise ValueError(
-                f"{folder}: two videos have the id {video_id!r}: {videos[video_id]}, {path}"
+                f"{folder}: two videos have the id {video_id!r}: {videos[video_id]}, {prefix}{name}"
             )
-        videos[video_id] = str(path)
+        videos[video_id] = prefix + name
     if hidden:
         shown = ", ".join(hidden[:HIDDEN_NAMES_SHOWN]) + (
             ", ..." if len(hidden) > HIDDEN_NAMES_SHOWN else ""
@@ -77,6 +84,22 @@ def list_videos(dataset: Mapping[str, Any]) -> dict[str, str]:
             f"{folder} holds no video with extensions {sorted(extensions)}{skipped}"
         )
     return videos
+
+
+def _stem_suffix(name: str) -> tuple[str, str]:
+    """A file name's :attr:`pathlib.PurePath.stem` and ``suffix``, without building a Path."""
+    dot = name.rfind(".")
+    if 0 < dot < len(name) - 1:
+        return name[:dot], name[dot:]
+    return name, ""
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """:meth:`pathlib.Path.is_file` of a folder entry, with no system call for a plain file (the
+    folder listing gives its type); a link is followed as Path does."""
+    if entry.is_file(follow_symlinks=False):
+        return True
+    return entry.is_symlink() and Path(entry.path).is_file()
 
 
 def annotations_path(dataset: Mapping[str, Any]) -> str | None:
