@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -447,12 +448,18 @@ class Cluster:
 # -- phases 4 and 5: the workflow ----------------------------------------------------------
 
 
+def workflow_tests() -> types.ModuleType:
+    """The project's workflow tests (tests/test_workflow.py): their tiny configuration and
+    their parser of Snakemake's job table."""
+    sys.path.insert(0, str(ROOT))
+    from tests import test_workflow
+
+    return test_workflow
+
+
 def tiny_config() -> dict:
     """The tiny workflow configuration of the project's own workflow tests."""
-    sys.path.insert(0, str(ROOT))
-    from tests.test_workflow import TINY_CONFIG
-
-    return TINY_CONFIG
+    return workflow_tests().TINY_CONFIG
 
 
 def snakemake_command(
@@ -553,19 +560,6 @@ def run_workflow(
     return process.returncode, log_path.read_text(errors="replace")
 
 
-def job_stats(printout: str) -> dict[str, int]:
-    """Snakemake's 'Job stats' table: rule -> number of jobs (the total left out)."""
-    table = printout.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if match is None:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
-
-
 def submitted_jobs(printout: str) -> dict[str, list[str]]:
     """SLURM job id -> the Snakemake job ids it ran, from Snakemake's printout.
 
@@ -605,7 +599,7 @@ def check_first_run(
         raise CheckError(f"missing outputs: {', '.join(missing)}")
     print(f"{len(expected)} expected outputs present")
 
-    planned = job_stats(printout)
+    planned = workflow_tests().job_counts(printout)
     finished = finished_jobs(printout)
     finished_counts = {rule: list(finished.values()).count(rule) for rule in planned}
     if finished_counts != planned:
