@@ -486,6 +486,13 @@ def run_seeds(config: Mapping[str, Any], run_name: str) -> list[int]:
     return list(training.get("seeds", [0]))
 
 
+def packed_features(config: Mapping[str, Any], run_name: str) -> bool:
+    """Whether a detection run's training reads the packed copy of the stores
+    (``training.packed_features``, the run's own value first)."""
+    run_training = config["runs"][run_name].get("training", {})
+    return bool(run_training.get("packed_features", config["training"]["packed_features"]))
+
+
 def run_config(config: Mapping[str, Any], run_name: str, seed: int | None = None) -> dict[str, Any]:
     """The merged configuration of one detection run's training with one seed (the run's first
     by default), as the training stage receives it: ``seed`` at the top, the training block
@@ -494,6 +501,7 @@ def run_config(config: Mapping[str, Any], run_name: str, seed: int | None = None
     run = config["runs"][run_name]
     training = {**config["training"], **run.get("training", {})}
     training.pop("seeds", None)
+    training.pop("packed_features", None)  # how the features are read, not what is trained
     return {
         "name": run_name,
         "seed": seeds[0] if seed is None else seed,

@@ -34,9 +34,10 @@ TINY_CONFIG = {
     "training": {"epochs": 2, "batch_size": 2, "max_seq_len": 16},
     "runs": {
         # two training seeds, its own: the run's figures are their mean and spread
+        # and reads the stores themselves rather than their packed copy (pipeline.packed)
         "audio_only": {
             "model": {**SMALL_MODEL, "modalities": ["audio"]},
-            "training": {"seeds": [0, 1]},
+            "training": {"seeds": [0, 1], "packed_features": False},
         },
         "fusion": {"model": {**SMALL_MODEL, "modalities": ["audio", "visual"]}},
     },
@@ -130,6 +131,7 @@ def test_dry_run_lists_the_dag(tmp_path):
         "synth": 1,
         "extract_shard": 2,  # 6 videos in shards of 3
         "index": 1,
+        "pack_features": 1,  # fusion reads the packed copy
         "train": 3,  # audio_only's two seeds and fusion's one
         "infer": 3,
         "evaluate": 3,
@@ -162,6 +164,12 @@ def test_run_produces_reports_stores_and_runs(tiny_run):
     stats = json.loads((tiny_run / FEATURES / "stats.json").read_text())
     assert stats["split"] == "train" and stats["num_videos"] == 3  # tiny: 3 train videos
     assert len(stats["visual"]["mean"]) == index["dims"]["visual"]
+    # fusion trained from the packed copy, audio_only from the stores
+    packed = json.loads((tiny_run / FEATURES / "packed" / "manifest.json").read_text())
+    assert packed["video_ids"] == list(index["videos"])
+    logs = results / "logs" / "train"
+    assert "features from the packed copy" in (logs / "fusion-seed0.log").read_text()
+    assert "features from the packed copy" not in (logs / "audio_only-seed0.log").read_text()
     for run, seeds in (("audio_only", [0, 1]), ("fusion", [0])):
         run_dir = results / "runs" / run
         per_seed = []
@@ -305,6 +313,7 @@ def test_changed_stride_reruns_extraction_and_downstream_not_synth(tiny_run):
         "all": 1,
         "extract_shard": 2,
         "index": 1,
+        "pack_features": 1,  # fusion reads the packed copy
         "train": 3,  # audio_only's two seeds and fusion's one
         "infer": 3,
         "evaluate": 3,

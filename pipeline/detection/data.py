@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from pipeline.annotations import AnnotationSet
+from pipeline.packed import PackedFeatures
 from pipeline.store import StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,8 @@ class FeatureDataset(Dataset):
             :attr:`skipped` (``"skip"``).
         seed: seed of the crop positions (with the epoch and the item index).
         cache: keep every video read in memory (small data sets only).
+        packed: read the features from this packed copy of the index's stores
+            (:mod:`pipeline.packed`, checked against the index) instead of the stores themselves.
     """
 
     def __init__(
@@ -244,9 +247,11 @@ class FeatureDataset(Dataset):
         missing: str = "error",
         seed: int = 0,
         cache: bool = False,
+        packed: PackedFeatures | None = None,
     ) -> None:
         self.index = index if isinstance(index, FeatureIndex) else load_index(index)
         self.stats = stats if isinstance(stats, FeatureStats) else load_stats(stats)
+        self.packed = packed
         unknown = [name for name in modalities if name not in MODALITIES]
         if unknown or not modalities:
             raise ValueError(
@@ -257,6 +262,11 @@ class FeatureDataset(Dataset):
                 raise ValueError(
                     f"{self.index.path}: {name} features have {self.index.dims[name]} dims but the "
                     f"statistics have {len(self.stats.mean[name])}; recompute stats.json"
+                )
+            if packed is not None and packed.array(name).shape[1] != self.index.dims[name]:
+                raise StoreError(
+                    f"{packed.folder}: '{name}' has {packed.array(name).shape[1]} dims, "
+                    f"{self.index.path} {self.index.dims[name]}; pack the features again"
                 )
         if missing not in ("error", "skip"):
             raise ValueError(f"training.missing must be 'error' or 'skip', not {missing!r}")
@@ -306,6 +316,8 @@ class FeatureDataset(Dataset):
         """Centres, stride, window, ``audio_present`` and lazily readable feature arrays."""
         if self._cache is not None and video_id in self._cache:
             return self._cache[video_id]
+        if self.packed is not None:
+            return self._packed_source(video_id)
         path = self.index.store_path(video_id)
         store = open_store(path)
         source = {
@@ -325,6 +337,20 @@ class FeatureDataset(Dataset):
             source[name] = array[...] if self._cache is not None else array
         if self._cache is not None:
             self._cache[video_id] = source
+        return source
+
+    def _packed_source(self, video_id: str) -> dict[str, Any]:
+        """:meth:`_source` from the packed copy: views of the memory-mapped arrays."""
+        packed, rows = self.packed, self.packed.rows_of(video_id)
+        source = {
+            "path": packed.folder,
+            "centres": np.array(packed.array("centres")[rows]),  # a writable copy
+            "stride_s": packed.manifest["stride_s"],
+            "window_s": packed.manifest["window_s"],
+            "audio_present": packed.audio_present(video_id),
+        }
+        for name in self.modalities:
+            source[name] = packed.array(name)[rows]  # (T, D) view: only the crop is read
         return source
 
     def _features(self, video_id: str, source: dict[str, Any], name: str, window: slice) -> Any:

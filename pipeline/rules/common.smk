@@ -8,6 +8,7 @@ from pipeline.config import (
     check_segment_weights,
     check_spatial_benchmark,
     extraction_settings,
+    packed_features,
     run_config,
     run_seeds,
     segment_labels_source,
@@ -109,6 +110,14 @@ def run_settings(wildcards):
             f"{RUN_SEEDS[wildcards.run]}"
         )
     return json.dumps(run_config(config, wildcards.run, seed), sort_keys=True)
+
+
+def packed_features_input(wildcards):
+    """The packed copy's manifest when the run reads packed features
+    (training.packed_features), else nothing."""
+    if not packed_features(config, wildcards.run):
+        return []
+    return f"results/{wildcards.dataset}/features/{ENCODER_SET}/packed/manifest.json"
 
 
 def run_seed_files(wildcards, name):
