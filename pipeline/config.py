@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import importlib.metadata
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +23,7 @@ import yaml
 from models.keys import check_keys
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 class ConfigError(ValueError):
@@ -365,7 +369,15 @@ def _check_encoders(extraction: Mapping[str, Any], source: str) -> None:
 def _check_models(config: Mapping[str, Any], source: str) -> None:
     """Every detection run's model and every spatial localiser's options (names, keys, the
     values the constructors check), without building a model: a typo fails the DAG's build,
-    not a job after the extraction."""
+    not a job after the extraction.
+
+    The check imports torch (the models' modules), about 3 s of every DAG build; a check that
+    passed is remembered (:func:`_passed_models_marker`) and not run again for the same models'
+    options, the same ``models/`` code and the same torch.
+    """
+    marker = _passed_models_marker(config)
+    if marker is not None and marker.is_file():
+        return
     from models.checks import check_detector_config, check_localiser_config
 
     try:
@@ -377,6 +389,43 @@ def _check_models(config: Mapping[str, Any], source: str) -> None:
             check_localiser_config({"name": run["method"], **run["model"]}, where)
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # an unwritable cache only costs the next build the check again
+
+
+def _passed_models_marker(config: Mapping[str, Any]) -> Path | None:
+    """The file whose presence records that :func:`_check_models` passed on these options with
+    this code: named by the hash of the models' options, every ``models/*.py`` file and the
+    torch and torchvision versions, in ``$AVLOC_CACHE_DIR`` (default
+    ``$XDG_CACHE_HOME/avloc``, else ``~/.cache/avloc``); None when no cache folder can be named."""
+    options = {
+        "runs": {name: run.get("model") for name, run in config["runs"].items()},
+        "spatial": {
+            name: [run["method"], run["model"]] for name, run in config["spatial"]["runs"].items()
+        },
+    }
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    for package in ("torch", "torchvision"):
+        try:
+            digest.update(f"{package} {importlib.metadata.version(package)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{package} absent".encode())
+    for path in sorted(MODELS_DIR.rglob("*.py")):
+        digest.update(path.relative_to(MODELS_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    folder = os.environ.get("AVLOC_CACHE_DIR")
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or (
+            str(Path.home() / ".cache") if "HOME" in os.environ else ""
+        )
+        if not base:
+            return None
+        folder = os.path.join(base, "avloc")
+    return Path(folder) / "model-checks" / digest.hexdigest()[:32]
 
 
 def _read_yaml(path: Path) -> Any:

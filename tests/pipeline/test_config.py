@@ -214,3 +214,30 @@ def test_duration_tolerance_is_a_raw_video_key():
     imported = {"source": "import", "duration_tolerance_s": 2.5}  # importers check lengths
     with pytest.raises(ConfigError, match=r"'dataset\.duration_tolerance_s' is not read"):
         validate_config({"dataset": imported})
+
+
+def test_a_passed_model_check_is_remembered_and_a_failed_one_is_not(tmp_path, monkeypatch):
+    """The models' option check (it imports torch) runs once per options, code and torch."""
+    import models.checks
+
+    monkeypatch.setenv("AVLOC_CACHE_DIR", str(tmp_path))
+    calls = []
+    real_check = models.checks.check_detector_config
+    monkeypatch.setattr(
+        models.checks,
+        "check_detector_config",
+        lambda cfg, where: calls.append(where) or real_check(cfg, where),
+    )
+    runs = {"a": {"model": {"name": "actionformer", "embed_dim": 32}}}
+    validate_config({"runs": runs})
+    assert calls == ["runs.a.model"]
+    validate_config({"runs": runs})  # remembered: not checked again
+    assert calls == ["runs.a.model"]
+    assert len(list((tmp_path / "model-checks").iterdir())) == 1
+    validate_config({"runs": {"a": {"model": {"name": "actionformer", "embed_dim": 64}}}})
+    assert calls == ["runs.a.model"] * 2  # other options: checked
+    bad = {"a": {"model": {"name": "actionformer", "embed_dimm": 32}}}
+    for _ in range(2):  # a failed check leaves no mark: it fails every time
+        with pytest.raises(ConfigError, match="embed_dimm"):
+            validate_config({"runs": bad})
+    assert len(list((tmp_path / "model-checks").iterdir())) == 2
