@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.decode_throughput import cpu_model  # noqa: E402
 from pipeline.annotations import load_annotations  # noqa: E402
 from pipeline.detection.data import (  # noqa: E402
     EpochSampler,
@@ -72,16 +72,6 @@ DIMS = {"rgb": 1024, "flow": 1024, "vggish": 128}
 MAX_SEQ_LEN, BATCH_SIZE, PAD_MULTIPLE = 224, 16, 32  # configs/papers/unav100_i3d_vggish.yaml
 NOISE_ROWS = 8192  # rows of noise each video's features are sliced from
 DONE = "complete.json"  # written last into the working folder
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def train_split(num_videos: int | None, folder: Path) -> tuple[Path, dict[str, int]]:
