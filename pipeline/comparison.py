@@ -40,7 +40,7 @@ from models import check_detector_config
 from pipeline.cli import user_errors
 from pipeline.detection.bootstrap import interval_text, resampled_values, unpaired_reason
 from pipeline.detection.report import RunRecord, load_run
-from pipeline.detection.seeds import difference_interval
+from pipeline.detection.seeds import difference_interval, spread_text
 from pipeline.display_names import SPATIAL_HEADLINE, spatial_display_name
 from pipeline.io import read_json
 
@@ -170,11 +170,6 @@ def _count(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
-def _spread(std: float | None) -> str:
-    """`` ± 1.20`` (points) over seeds; "" for a single seed."""
-    return "" if std is None else f" ± {100 * std:.2f}"
-
-
 def detection_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     columns = [*DETECTION_THRESHOLDS, "average"]
     best = {key: _best([row[key] for row in rows]) for key in columns}
@@ -187,7 +182,7 @@ def detection_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
     for row in rows:
         cells = " | ".join(
-            _cell(row[key], best[key]) + _spread(row[f"{key}_std"]) for key in columns
+            _cell(row[key], best[key]) + spread_text(row[f"{key}_std"]) for key in columns
         )
         lines.append(
             f"| {row['name']} | {row['method']} | {row['seeds']} | {cells}"

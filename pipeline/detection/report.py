@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import user_errors
-from pipeline.detection.bootstrap import interval_text, unpaired_reason
-from pipeline.detection.seeds import difference_interval
+from pipeline.detection.bootstrap import interval_text
+from pipeline.detection.seeds import difference_interval, spread_text
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _interval(metrics: dict[str, Any], key: str) -> str:
     else:
         std = metrics.get("mAP_std", {}).get(key)
         interval = metrics.get("mAP_ci95", {}).get(key)
-    return ("" if std is None else f" ± {100 * std:.2f}") + interval_text(interval)
+    return spread_text(std) + interval_text(interval)
 
 
 def comparison_table(runs: Sequence[RunRecord]) -> str:
@@ -109,9 +109,7 @@ def best_run_sentence(runs: Sequence[RunRecord]) -> str:
         f"**{best.name}** has the best average mAP ({_percent(score)} %), {gap:.2f} points above "
         f"the next best run, {ranked[1].name} ({_percent(runner_up)} %{relative})"
     )
-    interval = None
-    if unpaired_reason(best.metrics, ranked[1].metrics) is None:
-        interval = difference_interval(best.metrics, ranked[1].metrics, "average")
+    interval = difference_interval(best.metrics, ranked[1].metrics, "average")  # None: unpaired
     if interval is None:
         return sentence + "."
     low, high = interval

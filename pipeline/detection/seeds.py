@@ -27,7 +27,6 @@ Usage: ``python -m pipeline.detection.seeds --seeds results/demo/runs/fusion/see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -44,7 +43,7 @@ from pipeline.detection.bootstrap import (
     resampled_values,
     unpaired_reason,
 )
-from pipeline.io import read_json
+from pipeline.io import read_json, write_json_atomic
 
 # Keys that every seed's evaluation must share: the same test set, judged the same way.
 SHARED_KEYS = ("split", "tiou_thresholds", "num_videos", "num_events", "num_ground_truth")
@@ -147,6 +146,12 @@ def _mean_bootstrap(
     }
 
 
+def spread_text(std: float | None) -> str:
+    """`` ± 1.20``: a standard deviation over seeds in points, as the tables print it after a
+    mean; "" for None (a single seed)."""
+    return "" if std is None else f" ± {100 * std:.2f}"
+
+
 def seed_variance(metrics: Mapping[str, Any], key: str) -> float:
     """Variance of a run's mean over seeds due to the seeds, s^2 / n, at ``key`` ("average" or
     a threshold); 0 for a run with one seed (its training noise is unknown)."""
@@ -211,8 +216,8 @@ def write_run(seed_folders: Sequence[str | Path], out_dir: str | Path) -> dict[s
         folders[seed] = os.path.relpath(folder, out_dir)
     combined = combine_seeds(metrics, folders)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(combined, indent=1))
-    (out_dir / "train_summary.json").write_text(json.dumps(combine_summaries(summaries), indent=1))
+    write_json_atomic(out_dir / "metrics.json", combined, indent=1)
+    write_json_atomic(out_dir / "train_summary.json", combine_summaries(summaries), indent=1)
     return combined
 
 
@@ -223,10 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the run's folder")
     args = parser.parse_args(argv)
     combined = write_run(args.seeds, args.out)
-    std = combined["average_mAP_std"]
-    spread = "" if std is None else f" ± {100 * std:.2f}"
     print(
-        f"{args.out}: average mAP {100 * combined['average_mAP']:.2f}{spread} "
+        f"{args.out}: average mAP {100 * combined['average_mAP']:.2f}"
+        f"{spread_text(combined['average_mAP_std'])} "
         f"over seeds {', '.join(map(str, combined['seeds']))}"
     )
     return 0

@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.cli import user_errors
 from pipeline.detection.bootstrap import interval_text, normal_interval, resampled_values
 from pipeline.detection.report import load_run
+from pipeline.detection.seeds import spread_text
 from pipeline.published import (
     PUBLISHED_PATH,
     Benchmark,
@@ -85,7 +86,7 @@ def _seed_spread(metrics: Mapping[str, Any], keys: Sequence[str] | None) -> str:
         seed["average_mAP"] if keys is None else np.mean([seed["mAP"][key] for key in keys])
         for seed in per_seed
     ]
-    return f" ± {100 * np.std(values, ddof=1):.2f}"
+    return spread_text(float(np.std(values, ddof=1)))
 
 
 def our_intervals(metrics: Mapping[str, Any], benchmark: Benchmark) -> dict[str, str]:
