@@ -84,9 +84,11 @@ def pack_index(index_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
         progress = Progress(f"pack {index_path}", len(video_ids))
         for position, video_id in enumerate(video_ids):
             store = open_store(index_path.parent / videos[video_id]["store"])
+            # the store's reader: a damaged chunk or NaN is its CorruptStoreError/StoreError
+            features = store.read()
             rows = slice(offsets[position], offsets[position + 1])
             for name in ARRAYS:
-                values = store[name][...]
+                values = store["centres"][...] if name == "centres" else getattr(features, name)
                 if len(values) != lengths[position]:
                     raise PackedError(
                         f"{store.path}: '{name}' has {len(values)} rows but {index_path} lists "

@@ -13,7 +13,7 @@ import torch
 
 from pipeline.detection.data import load_index
 from pipeline.packed import PackedError, PackedFeatures, main, pack_index
-from pipeline.store import read_store
+from pipeline.store import CorruptStoreError, read_store
 from tests.pipeline.detection.test_data import _dataset, _write_set
 
 VIDEOS = {
@@ -114,3 +114,14 @@ def test_pickled_reader_carries_no_array(packed_set) -> None:
     copy = pickle.loads(pickle.dumps(packed))  # as a spawned DataLoader worker receives it
     assert copy._arrays == {}
     np.testing.assert_array_equal(copy.array("visual"), packed.array("visual"))
+
+
+def test_a_damaged_store_fails_the_pack_naming_it(tmp_path: Path) -> None:
+    """Packing reads through the store's reader: a chunk that does not decode is its
+    CorruptStoreError (store, array, what to do), not the codec's bare error."""
+    paths = _write_set(tmp_path, VIDEOS)
+    chunk = tmp_path / "b.zarr" / "visual" / "c" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:8])  # truncated
+    with pytest.raises(CorruptStoreError, match=r"b\.zarr: array 'visual' has a chunk"):
+        pack_index(paths[0], tmp_path / "packed")
+    assert not (tmp_path / "packed" / "manifest.json").exists()
