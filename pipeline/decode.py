@@ -246,6 +246,7 @@ def iter_frames(
     *,
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
     damage: StreamDamage | None = None,
+    threads: int = 0,
 ) -> Iterator[np.ndarray]:
     """Stream RGB frames ``(H, W, 3)`` uint8 at a constant ``fps``, resized to ``size``.
 
@@ -264,10 +265,15 @@ def iter_frames(
         max_damaged_fraction: share of the time axis undecodable video may cover before
             :class:`DecodeError`.
         damage: filled in with what was skipped, when given.
+        threads: the decoder's threads (frame and slice threads); 0 lets libavcodec choose
+            from the machine's cores. An extraction job passes the threads Snakemake gave it,
+            so that N jobs on N cores do not start N decoders of N threads each.
     """
     width, height = size
     if not fps > 0 or width < 1 or height < 1:
         raise ValueError(f"iter_frames needs fps > 0 and a positive size, got {fps=}, {size=}")
+    if not (isinstance(threads, int) and threads >= 0):
+        raise ValueError(f"iter_frames needs threads >= 0 (0: automatic), got {threads!r}")
     _check_fraction(max_damaged_fraction)
     path = checked_media_path(path)
     with open_media(path) as container:
@@ -276,6 +282,7 @@ def iter_frames(
         if stream is None:
             raise DecodeError(f"{path} has no video stream; it cannot be used as a video")
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
         num_outputs = math.ceil(info.duration_s * fps - 1e-9)
         time_base = float(stream.time_base)
         tolerance_s = min(time_base, 0.25 / fps)  # pts are rounded to whole ticks

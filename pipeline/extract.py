@@ -59,6 +59,7 @@ from pipeline.encoders import (
 from pipeline.ids import safe_name
 from pipeline.io import stable_hash
 from pipeline.progress import Progress
+from pipeline.sources import file_stamp
 from pipeline.store import VideoFeatures, is_complete, open_store, stream_store
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class _VideoExtraction:
         audio_encoder: the built audio encoder.
         info: the probed video.
         timestamps: (T, 2) ``[start_s, end_s]`` of each snippet.
+        source_file: the file's :func:`pipeline.sources.file_stamp` when it was probed.
         started: :func:`time.perf_counter` when the extraction began.
     """
 
@@ -161,6 +163,7 @@ class _VideoExtraction:
     audio_encoder: AudioEncoder
     info: VideoInfo
     timestamps: np.ndarray
+    source_file: dict[str, int]
     started: float
 
     @classmethod
@@ -193,11 +196,19 @@ class _VideoExtraction:
             raise DecodeError(f"{video_path}: has zero duration")
         timestamps = snippet_grid(info.duration_s, settings["window_s"], settings["stride_s"])
         return cls(
-            video_path, video_id, settings, visual_encoder, audio_encoder, info, timestamps, started
+            video_path,
+            video_id,
+            settings,
+            visual_encoder,
+            audio_encoder,
+            info,
+            timestamps,
+            file_stamp(video_path),
+            started,
         )
 
     def run(
-        self, write: RowWriter, *, batch_size: int, max_damaged_fraction: float
+        self, write: RowWriter, *, batch_size: int, max_damaged_fraction: float, threads: int
     ) -> dict[str, Any]:
         """Embed the video ``batch_size`` snippets at a time, handing each batch's rows to
         ``write``: ``visual`` (and ``visual_grid``) as the video stream decodes, then ``audio``
@@ -212,6 +223,7 @@ class _VideoExtraction:
             visual_encoder.frame_size,
             max_damaged_fraction=max_damaged_fraction,
             damage=damage["video"],
+            threads=threads,
         )
         for clips in _batched(iter_clips(frames, indices), batch_size):
             if settings.get("visual_grid"):
@@ -241,6 +253,7 @@ class _VideoExtraction:
         return {
             "video_id": self.video_id,
             "source": str(self.video_path),
+            "source_file": self.source_file,  # a replaced or modified file is extracted again
             "fps": settings["fps"],
             "window_s": settings["window_s"],
             "stride_s": settings["stride_s"],
@@ -270,6 +283,7 @@ def extract_video(
     batch_size: int = 64,
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    threads: int = 0,
 ) -> VideoFeatures:
     """Extract one video into memory; encoders are built from ``settings`` unless passed in.
 
@@ -288,6 +302,8 @@ def extract_video(
         device: device for encoders built here.
         max_damaged_fraction: share of the video's length that undecodable packets (skipped,
             recorded in the ``decode_errors`` attribute) may cover in each stream.
+        threads: the video decoder's threads; 0 lets libavcodec choose from the machine's
+            cores (:func:`pipeline.decode.iter_frames`).
 
     Raises:
         DecodeError: the file cannot be decoded, has no video stream or zero duration, is
@@ -307,6 +323,7 @@ def extract_video(
         lambda name, block: rows.setdefault(name, []).append(block),
         batch_size=batch_size,
         max_damaged_fraction=max_damaged_fraction,
+        threads=threads,
     )
     return VideoFeatures(
         video_id=extraction.video_id,
@@ -328,6 +345,7 @@ def extract_video_to_store(
     batch_size: int = 64,
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    threads: int = 0,
 ) -> Path:
     """Extract one video straight into its store, batch by batch (:func:`pipeline.store.
     stream_store`: atomic, nothing left behind on an error); the same store
@@ -344,7 +362,10 @@ def extract_video_to_store(
     )
     with stream_store(store_path, timestamps=extraction.timestamps) as writer:
         attrs = extraction.run(
-            writer.append, batch_size=batch_size, max_damaged_fraction=max_damaged_fraction
+            writer.append,
+            batch_size=batch_size,
+            max_damaged_fraction=max_damaged_fraction,
+            threads=threads,
         )
         writer.finish(attrs)
     return Path(store_path)
@@ -360,6 +381,7 @@ def extract_shard(
     batch_size: int = 64,
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
+    threads: int = 0,
     progress_stream: IO[str] | None = None,
 ) -> dict[str, Any]:
     """Extract a shard of videos into ``out_dir/{name}.zarr`` and write its manifest.
@@ -369,11 +391,14 @@ def extract_shard(
     ``_.-``), and the manifest maps each id to its store's file name. An id too long to name a
     store is a failed video, like an undecodable one.
 
-    Stores already complete with the same hash (:func:`settings_hash`) are kept. With
+    Stores already complete with the same hash (:func:`settings_hash`), extracted from the file
+    as it is now (same size and modification time, :func:`pipeline.sources.file_stamp`), are
+    kept; a video replaced or modified in place is extracted again. With
     ``on_error="skip"`` a video that cannot be decoded (or is damaged beyond
     ``max_damaged_fraction``, see :func:`extract_video`) goes to the manifest's ``failed`` map
     and the shard goes on; with ``"fail"`` the job stops with the error, keeping the stores
-    already written. The damage limit is a policy, not a feature setting: it is not hashed.
+    already written. The damage limit is a policy, not a feature setting: it is not hashed;
+    nor is ``threads``, the video decoder's (:func:`extract_video`), which changes no value.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"extraction.on_error must be 'fail' or 'skip', not {on_error!r}")
@@ -407,7 +432,11 @@ def extract_shard(
         for stale in out_dir.glob(f".{name}.zarr.tmp-*"):
             shutil.rmtree(stale)
         status = "cached"
-        if not is_complete(store_path, config_hash):
+        try:
+            source_file = file_stamp(video_path)
+        except OSError:
+            source_file = None  # the extraction below fails with the file's own error
+        if source_file is None or not is_complete(store_path, config_hash, source_file):
             try:
                 extract_video_to_store(
                     video_path,
@@ -417,6 +446,7 @@ def extract_shard(
                     audio_encoder=audio_encoder,
                     batch_size=batch_size,
                     max_damaged_fraction=max_damaged_fraction,
+                    threads=threads,
                 )
             except (DecodeError, FileNotFoundError) as err:
                 if on_error == "fail":
@@ -453,6 +483,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=MAX_DAMAGED_FRACTION,
         help="share of a video's length undecodable packets may cover before it fails",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="video decoder threads (Snakemake passes the job's); 0: one per core",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     manifest = extract_shard(
@@ -464,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         device=args.device,
         max_damaged_fraction=args.max_damaged_fraction,
+        threads=args.threads,
     )
     done = len(manifest["videos"])
     print(f"extracted shard: {done} stores, {len(manifest['failed'])} failed")

@@ -33,6 +33,8 @@ _SAFE_NAME = re.compile(r"^(?:[A-Za-z0-9_-]|%[0-9A-F]{2})(?:[A-Za-z0-9_.-]|%[0-9
 # Longest safe name: a store's temporary name (``.{name}.zarr.tmp-1234abcd``, 19 more
 # characters) must stay under the 255 bytes most file systems allow.
 MAX_SAFE_NAME_LENGTH = 200
+# An id that is its own safe name: safe characters only, no leading '.', not too long.
+_OWN_SAFE_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9_.-]{{0,{MAX_SAFE_NAME_LENGTH - 1}}}\Z")
 
 
 def check_video_id(video_id: str) -> str:
@@ -55,6 +57,8 @@ def safe_name(video_id: str) -> str:
     """
     if not isinstance(video_id, str) or not video_id:
         raise ValueError(f"video id {video_id!r} is not allowed: it must be a non-empty string")
+    if _OWN_SAFE_NAME.match(video_id):  # the common case, without the byte-by-byte encoding
+        return video_id
     try:
         data = video_id.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:

@@ -580,14 +580,21 @@ def verify_store(store: FeatureStore) -> bool:
     return True
 
 
-def is_complete(path: str | Path, config_hash: str | None = None) -> bool:
+def is_complete(
+    path: str | Path,
+    config_hash: str | None = None,
+    source_file: Mapping[str, int] | None = None,
+) -> bool:
     """True when ``path`` is a finished, readable store, written with ``config_hash`` when one
-    is given."""
+    is given, from a file of this ``source_file`` stamp (its ``source_file`` attribute:
+    :func:`pipeline.sources.file_stamp`) when one is given."""
     try:
         store = open_store(path)
     except StoreError:
         return False
-    return config_hash is None or store.info.config_hash == config_hash
+    if config_hash is not None and store.info.config_hash != config_hash:
+        return False
+    return source_file is None or store.info.attrs.get("source_file") == dict(source_file)
 
 
 def read_store(path: str | Path, *, with_grid: bool = False) -> VideoFeatures:

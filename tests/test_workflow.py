@@ -390,6 +390,32 @@ def test_paths_with_spaces(tmp_path):
     assert sorted(index["videos"]) == ["v0", "v1", "v2"] and not index["failed"]
 
 
+def test_a_replaced_video_is_extracted_again_and_nothing_else(tmp_path):
+    """A user's videos reach the extraction jobs through a stamp in their params, not as inputs
+    (common.smk): replacing one re-runs its shard's job, which extracts it again; the other
+    shard and store are left alone, and with nothing changed there is nothing to do."""
+    videos_dir = tmp_path / "videos"
+    videos_dir.mkdir()
+    for video_id in ("v0", "v1"):
+        media.make_video(videos_dir / f"{video_id}.mp4", duration_s=1.0, fps=8)
+    workdir = tmp_path / "work"
+    write_config(workdir, _videos_config(videos_dir, shard_size=1))
+    target = "results/vids/features/classic/index.json"
+    check_ok(snakemake(workdir, target))
+    features = workdir / "results" / "vids" / "features" / "classic"
+    kept = (features / "v1.zarr" / "zarr.json").stat().st_mtime_ns
+
+    media.make_video(videos_dir / "v0.mp4", duration_s=2.0, fps=8)  # replaced in place
+    assert job_counts(check_ok(snakemake(workdir, target, "-n"))) == {
+        "extract_shard": 1,
+        "index": 1,
+    }
+    check_ok(snakemake(workdir, target))
+    assert read_store(features / "v0.zarr").attrs["video"]["duration_s"] == pytest.approx(2.0)
+    assert (features / "v1.zarr" / "zarr.json").stat().st_mtime_ns == kept
+    assert "Nothing to be done" in check_ok(snakemake(workdir, target, "-n"))
+
+
 def test_killed_extraction_resumes(tmp_path):
     videos_dir = tmp_path / "videos"
     videos_dir.mkdir()

@@ -1,4 +1,5 @@
 # Helpers shared by the rules: the resolved config, the data set's videos and shards.
+import functools
 import json
 import re
 import shlex
@@ -19,8 +20,15 @@ from pipeline.config import (
     spatial_settings,
     task_enabled,
 )
+from pipeline.io import stable_hash
 from pipeline.published import localisation_key
-from pipeline.sources import annotations_path, check_annotations, list_videos, shard
+from pipeline.sources import (
+    annotations_path,
+    check_annotations,
+    files_stamp,
+    list_videos,
+    shard,
+)
 
 DATASET = config["dataset"]["name"]
 ENCODER_SET = config["extraction"]["encoder_set"]
@@ -83,17 +91,54 @@ wildcard_constraints:
     split="train|validation|test",
 
 
-def shard_videos(wildcards):
-    """The video files of one extraction shard, as the job's inputs. A file named with braces
-    (`a{b}.mp4`) is left out: Snakemake reads `{b}` in an input as a wildcard, with no escape;
-    the job still gets it (shard_video_arguments), only a change to it goes unseen."""
-    paths = [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
+# A synthetic data set's videos are the synth job's outputs, so the jobs that read them take them
+# as inputs. A user's videos are not made by any job: those jobs see them through a stamp in
+# their params instead (the files' paths, sizes and modification times,
+# pipeline.sources.files_stamp), and Snakemake runs again a job whose params changed. At
+# AudioSet scale this matters: a million input files cost minutes of every DAG build, their
+# stamps a few seconds.
+VIDEOS_ARE_OUTPUTS = config["dataset"]["source"] == "synth"
+
+
+def video_inputs(paths):
+    """``paths`` as a job's inputs when a job makes them (synthetic videos), else none. A file
+    named with braces (`a{b}.mp4`) is left out: Snakemake reads `{b}` in an input as a
+    wildcard, with no escape; the job still gets it through its params."""
+    if not VIDEOS_ARE_OUTPUTS:
+        return []
     return [path for path in paths if "{" not in path and "}" not in path]
+
+
+def shard_paths(wildcards):
+    return [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
+
+
+@functools.cache
+def _shard_stamp(shard):
+    return files_stamp(VIDEOS[video_id] for video_id in SHARDS[shard])
+
+
+def shard_videos(wildcards):
+    """The video files of one extraction shard, as the job's inputs (synthetic videos only)."""
+    return video_inputs(shard_paths(wildcards))
+
+
+def shard_stamp(wildcards):
+    """The stamp of one extraction shard's video files (pipeline.sources.files_stamp), for its
+    params; empty for synthetic videos, which are its inputs."""
+    return "" if VIDEOS_ARE_OUTPUTS else _shard_stamp(int(wildcards.shard))
+
+
+def all_videos_stamp(wildcards):
+    """The stamp of every video file, made of the shards' (each file is looked at once)."""
+    if VIDEOS_ARE_OUTPUTS:
+        return ""
+    return stable_hash([_shard_stamp(shard) for shard in range(len(SHARDS))])
 
 
 def shard_video_arguments(wildcards):
     """Every video file of one extraction shard, quoted for the shell."""
-    return shlex.join(VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)])
+    return shlex.join(shard_paths(wildcards))
 
 
 # Every config-driven job receives its resolved settings the same way: one JSON object on
@@ -123,18 +168,14 @@ def packed_features_input(wildcards):
 def run_seed_files(wildcards, name):
     """``name`` in each seed folder of a detection run (the folders themselves for "")."""
     folder = f"results/{wildcards.dataset}/runs/{wildcards.run}"
-    return [
-        f"{folder}/seed{seed}/{name}".rstrip("/") for seed in RUN_SEEDS[wildcards.run]
-    ]
+    return [f"{folder}/seed{seed}/{name}".rstrip("/") for seed in RUN_SEEDS[wildcards.run]]
 
 
 def first_seed_events(wildcards):
     """The test events of a detection run's first seed: those the viewer shows and a Perception
     Test submission sends."""
     seed = RUN_SEEDS[wildcards.run][0]
-    return (
-        f"results/{wildcards.dataset}/runs/{wildcards.run}/seed{seed}/events/test.json"
-    )
+    return f"results/{wildcards.dataset}/runs/{wildcards.run}/seed{seed}/events/test.json"
 
 
 def segment_step_settings(step, name=""):
@@ -150,9 +191,7 @@ def spatial_run_settings(wildcards):
 def segment_source(run):
     """Where a segment run's features come from: its AV-BT pre-training, or the release."""
     return (
-        "released"
-        if SEGMENT_LABELS == "import"
-        else SEGMENTS["runs"][run]["pretraining"]
+        "released" if SEGMENT_LABELS == "import" else SEGMENTS["runs"][run]["pretraining"]
     )
 
 

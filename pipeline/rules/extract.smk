@@ -13,6 +13,7 @@ if config["dataset"]["source"] != "import":
             "results/{dataset}/features/{encoder_set}/shards/{shard}.json",
         params:
             videos=shard_video_arguments,
+            stamp=shard_stamp,
             settings=json.dumps(extraction_settings(config), sort_keys=True),
             out_dir=lambda wildcards: f"results/{wildcards.dataset}/features/{wildcards.encoder_set}",
             on_error=config["extraction"]["on_error"],
@@ -28,7 +29,7 @@ if config["dataset"]["source"] != "import":
             "OMP_NUM_THREADS={threads} AVLOC_PROGRESS_FD=3 python -m pipeline.extract "
             "--settings {params.settings:q} --out-dir {params.out_dir:q} --manifest {output:q} "
             "--on-error {params.on_error} --max-damaged-fraction {params.max_damaged_fraction} "
-            "--batch-size {params.batch_size} --device {params.device} "
+            "--batch-size {params.batch_size} --device {params.device} --threads {threads} "
             "-- {params.videos} 3>&2 > {log} 2>&1"
 
     rule index:

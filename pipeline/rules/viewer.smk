@@ -13,9 +13,9 @@ rule viewer:
             for run, seeds in RUN_SEEDS.items()
         ],
         metrics=expand("results/{{dataset}}/runs/{run}/metrics.json", run=RUNS),
-        # every video (the test split is known only from the annotations); a file named with
-        # braces is left out, as in shard_videos, but still placed
-        videos=[path for path in VIDEOS.values() if "{" not in path and "}" not in path],
+        # every video (the test split is known only from the annotations): synthetic ones as
+        # inputs, a user's through their stamp in params (common.smk)
+        videos=video_inputs(VIDEOS.values()),
         segments="results/{dataset}/segments.csv" if SEGMENTS_AVAILABLE else [],
         segment_metrics=expand(
             "results/{{dataset}}/segments/runs/{segment_run}/metrics.json",
@@ -44,6 +44,7 @@ rule viewer:
             sort_keys=True,
         ),
         runs=expand("results/{{dataset}}/runs/{run}", run=RUNS),
+        videos_stamp=all_videos_stamp,
         segments=lambda wildcards, input: (
             shlex.join(
                 [

@@ -222,6 +222,32 @@ def test_iter_frames_stops_early_without_error(files: dict[str, Path]) -> None:
     assert [media.frame_index(f) for f in first] == [0, 1, 2]
 
 
+def _process_threads() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_iter_frames_decodes_with_the_threads_it_is_given(files: dict[str, Path]) -> None:
+    """An extraction job decodes with the threads Snakemake gave it, not one per core; the
+    frames are the same whatever the number."""
+    counts, frames = {}, {}
+    for threads in (1, 4, 0):
+        stream = iter_frames(files["cfr"], 10, (32, 24), threads=threads)
+        first = next(stream)  # the decoder and its threads are running
+        counts[threads] = _process_threads()
+        frames[threads] = [first, *stream]
+    assert counts[4] - counts[1] >= 3  # libavcodec's worker threads, none with 1
+    for threads in (4, 0):
+        assert len(frames[threads]) == len(frames[1]) == 20
+        for ours, reference in zip(frames[threads], frames[1], strict=True):
+            np.testing.assert_array_equal(ours, reference)
+    with pytest.raises(ValueError, match="threads >= 0"):
+        next(iter_frames(files["cfr"], 10, (32, 24), threads=-1))
+
+
 @pytest.mark.parametrize(
     ("fps", "size"), [(0, (32, 24)), (-5, (32, 24)), (10, (0, 24)), (10, (32, -1))]
 )

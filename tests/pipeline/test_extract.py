@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from pipeline.extract import (
 )
 from pipeline.ids import check_video_id
 from pipeline.index import build_index
+from pipeline.sources import file_stamp
 from pipeline.store import StoreWriter, is_complete, read_store
 from tests import media
 
@@ -481,6 +483,38 @@ def test_extract_shard_fails_naming_the_file_and_keeps_earlier_stores(videos, tm
     assert sorted(p.name for p in out_dir.iterdir()) == ["clip.zarr"]
     assert is_complete(out_dir / "clip.zarr", _features_hash(settings))
     assert read_store(out_dir / "clip.zarr").num_snippets == 4
+
+
+def test_extract_shard_extracts_a_replaced_or_modified_video_again(videos, tmp_path):
+    """A store is kept only when its video is the file it was extracted from (same size and
+    modification time): a video replaced or modified in place is extracted again."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("clip", "silent"):
+        shutil.copy2(videos[name], folder / f"{name}.mp4")
+    shard = [folder / "clip.mp4", folder / "silent.mp4"]
+    out_dir = tmp_path / "features"
+    extract_shard(shard, settings=_settings(), out_dir=out_dir, manifest_path=tmp_path / "a.json")
+    assert read_store(out_dir / "clip.zarr").attrs["source_file"] == file_stamp(shard[0])
+    silent_before = _mtimes(out_dir / "silent.zarr")
+
+    shutil.copy(videos["long"], folder / "clip.mp4")  # another video under the same name
+    second = extract_shard(
+        shard, settings=_settings(), out_dir=out_dir, manifest_path=tmp_path / "b.json"
+    )
+    assert second["videos"]["clip"]["status"] == "extracted"
+    assert second["videos"]["silent"]["status"] == "cached"
+    assert _mtimes(out_dir / "silent.zarr") == silent_before
+    # the 3 s video's grid, floor((3 - 0.96) / 0.32) + 1 snippets, not the 2 s one's 4
+    assert read_store(out_dir / "clip.zarr").num_snippets == 7
+
+    stamp = file_stamp(folder / "silent.mp4")  # touched: same bytes, a newer time
+    os.utime(folder / "silent.mp4", ns=(stamp["mtime_ns"] + 10**9, stamp["mtime_ns"] + 10**9))
+    third = extract_shard(
+        shard, settings=_settings(), out_dir=out_dir, manifest_path=tmp_path / "c.json"
+    )
+    assert third["videos"]["clip"]["status"] == "cached"
+    assert third["videos"]["silent"]["status"] == "extracted"
 
 
 def test_extract_shard_refuses_an_unknown_error_policy(videos, tmp_path):

@@ -83,6 +83,8 @@ def test_ids_no_file_can_have_are_refused(video_id):
 def test_a_name_too_long_for_a_store_is_refused_naming_the_limit():
     assert safe_name("a" * MAX_SAFE_NAME_LENGTH) == "a" * MAX_SAFE_NAME_LENGTH
     with pytest.raises(ValueError, match=f"at most {MAX_SAFE_NAME_LENGTH}"):
+        safe_name("a" * (MAX_SAFE_NAME_LENGTH + 1))
+    with pytest.raises(ValueError, match=f"at most {MAX_SAFE_NAME_LENGTH}"):
         safe_name("é" * (MAX_SAFE_NAME_LENGTH // 6 + 1))
 
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from pipeline.annotations import AnnotationError
 from pipeline.config import validate_config
-from pipeline.sources import annotations_path, check_annotations, list_videos, shard
+from pipeline.sources import (
+    annotations_path,
+    check_annotations,
+    file_stamp,
+    files_stamp,
+    list_videos,
+    shard,
+)
 from tests.pipeline.test_annotations import UNAV100
 
 
@@ -136,6 +144,28 @@ def test_shard_groups_consecutive_ids():
     assert shard(ids, 100) == [ids]
     assert shard(ids, 1) == [[i] for i in ids]
     assert shard([], 4) == []
+
+
+def test_files_stamp_changes_with_any_file_and_only_then(tmp_path):
+    _touch(tmp_path, "a.mp4", "b.mp4")
+    paths = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    stamp = files_stamp(paths)
+    assert files_stamp(paths) == stamp  # nothing changed
+    assert file_stamp(paths[0]) == {
+        "size": len(b"not decoded at listing time"),
+        "mtime_ns": (tmp_path / "a.mp4").stat().st_mtime_ns,
+    }
+    changes = []
+    mtime_ns = file_stamp(paths[0])["mtime_ns"]
+    os.utime(paths[0], ns=(mtime_ns + 10**9, mtime_ns + 10**9))  # touched
+    changes.append(files_stamp(paths))
+    (tmp_path / "b.mp4").write_bytes(b"another video, same name")  # replaced
+    changes.append(files_stamp(paths))
+    changes.append(files_stamp([*paths, str(tmp_path / "c.mp4")]))  # one more (missing) file
+    changes.append(files_stamp(paths[:1]))  # one fewer
+    os.rename(paths[1], tmp_path / "d.mp4")
+    changes.append(files_stamp([paths[0], str(tmp_path / "d.mp4")]))  # renamed
+    assert len({stamp, *changes}) == 1 + len(changes)
 
 
 def test_shard_refuses_a_size_below_one():

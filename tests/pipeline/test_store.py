@@ -39,6 +39,7 @@ def _features(num_snippets=7, visual_dim=5, audio_dim=3, seed=0):
 
 def test_round_trip(tmp_path):
     features = _features()
+    features["attrs"]["source_file"] = {"size": 5, "mtime_ns": 6}  # pipeline.sources.file_stamp
     grid = np.ones((7, 2, 3, 4), dtype=np.float32)
     path = write_store(tmp_path / "v1.zarr", visual_grid=grid, **features)
     loaded = read_store(path, with_grid=True)
@@ -52,6 +53,9 @@ def test_round_trip(tmp_path):
     assert loaded.attrs["num_snippets"] == 7
     assert loaded.attrs["complete"] is True
     assert is_complete(path, "abc") and not is_complete(path, "other")
+    # the source file's stamp: the file the store was extracted from, unchanged
+    assert is_complete(path, "abc", {"size": 5, "mtime_ns": 6})
+    assert not is_complete(path, "abc", {"size": 5, "mtime_ns": 7})
     # Nothing but the store is left in the folder (no temporary names).
     assert [p.name for p in tmp_path.iterdir()] == ["v1.zarr"]
 
