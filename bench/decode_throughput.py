@@ -84,16 +84,21 @@ def run_ffmpeg(executable: str, video: Path, threads: int, extra: list[str]) -> 
     subprocess.run([*command, "-i", str(video), *extra, "-f", "null", "-"], check=True)
 
 
-def count_frames(video: Path, fps: float, size: tuple[int, int]) -> int:
+def count_frames(video: Path, fps: float, size: tuple[int, int], threads: int) -> int:
     """Consume ``iter_frames`` and return how many frames it yielded."""
-    return sum(1 for _ in iter_frames(video, fps, size))
+    return sum(1 for _ in iter_frames(video, fps, size, threads=threads))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, time every row and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, help="video to decode (default: synthetic 60 s)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="ffmpeg -threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="decoding threads, ffmpeg's (-threads) and ours (an extraction job's: 1 by default)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per row; best is kept")
     parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
     parser.add_argument("--low-fps", type=float, default=8.0, help="low extraction rate")
@@ -136,11 +141,11 @@ def main(argv: list[str] | None = None) -> None:
             ),
             (
                 f"iter_frames @ {info.fps:g} fps {width}x{height}",
-                lambda: count_frames(video, info.fps, (width, height)),
+                lambda: count_frames(video, info.fps, (width, height), args.threads),
             ),
             (
                 f"iter_frames @ {args.low_fps:g} fps {width}x{height}",
-                lambda: count_frames(video, args.low_fps, (width, height)),
+                lambda: count_frames(video, args.low_fps, (width, height), args.threads),
             ),
         ]
         if info.has_audio:
@@ -162,10 +167,11 @@ def main(argv: list[str] | None = None) -> None:
                     settings,
                     visual_encoder=visual_encoder,
                     audio_encoder=audio_encoder,
+                    threads=args.threads,
                 ),
             )
         )
-        print(f"threads : ffmpeg -threads {args.threads}; iter_frames thread_type=AUTO")
+        print(f"threads : ffmpeg -threads {args.threads}; our video decoder {args.threads}")
         header = f"{'task':34s} {'seconds':>8s} {'video-s/s':>10s} {'ratio':>6s}"
         print(f"\n{header} {'cpu-s':>7s} {'cpu ratio':>9s}")
         reference = None

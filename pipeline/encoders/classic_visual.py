@@ -199,10 +199,40 @@ class ClassicVisualEncoder(VisualEncoder):
     def encode(self, clips: np.ndarray) -> np.ndarray:
         """Clips ``(B, F, H, W, 3)`` uint8 -> features ``(B, dim)`` float32."""
         self.check_clips(clips)
+        planes = to_planes(clips)  # (3, B, F, H, W)
+        return self._pooled(clips, colour_planes(planes, self.hue_bins), self.motion_maps(planes))
+
+    def encode_grid(self, clips: np.ndarray) -> np.ndarray:
+        """Clips ``(B, F, H, W, 3)`` uint8 -> cell features ``(B, rows, cols, 4 + hue_bins)``."""
+        self.check_clips(clips)
+        planes = to_planes(clips)  # (3, B, F, H, W)
+        middle = clips.shape[1] // 2
+        hue_bin, _, chroma = colour_planes(planes[:, :, middle], self.hue_bins)  # (B, H, W)
+        return self._grid(clips, hue_bin, chroma, self.motion_maps(planes))
+
+    def encode_with_grid(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(encode(clips), encode_grid(clips))``, the same values, with one pass over the
+        pixels: the colour planes and motion maps are computed once for both."""
+        self.check_clips(clips)
+        planes = to_planes(clips)  # (3, B, F, H, W)
+        colour = colour_planes(planes, self.hue_bins)  # each (B, F, H, W)
+        motion = self.motion_maps(planes)
+        middle = clips.shape[1] // 2
+        hue_bin, _, chroma = colour
+        grid = self._grid(clips, hue_bin[:, middle], chroma[:, middle], motion)
+        return self._pooled(clips, colour, motion), grid
+
+    def _pooled(
+        self,
+        clips: np.ndarray,
+        colour: tuple[np.ndarray, np.ndarray, np.ndarray],
+        motion: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`encode`'s features from the clips' colour planes (hue bin, value and chroma,
+        each (B, F, H, W)) and motion maps (B, P, H, W, 1)."""
         batch, frames, height, width, _ = clips.shape
         pixels_per_clip = frames * height * width
-        planes = to_planes(clips)  # (3, B, F, H, W)
-        hue_bin, value, chroma = colour_planes(planes, self.hue_bins)  # each (B, F, H, W)
+        hue_bin, value, chroma = colour
         saturation = chroma / np.maximum(value, 1.0)
         hue_hist = grouped_histogram(hue_bin, batch, self.hue_bins, self.colour_weight(chroma))
         sat_hist = grouped_histogram(
@@ -213,7 +243,6 @@ class ClassicVisualEncoder(VisualEncoder):
         )
         thumb_width, thumb_height = self.thumbnail_size
         thumbnail = block_mean(clips[:, frames // 2], thumb_height, thumb_width)  # (B, th, tw, 3)
-        motion = self.motion_maps(planes)  # (B, P, H, W, 1), P frame pairs
         pair_energy = motion.mean(axis=(2, 3, 4))  # (B, P)
         motion_rows, motion_cols = self.motion_grid_shape
         motion_grid = block_mean(motion, motion_rows, motion_cols).mean(axis=1)  # (B, r, c, 1)
@@ -231,14 +260,14 @@ class ClassicVisualEncoder(VisualEncoder):
         )
         return features.astype(np.float32)
 
-    def encode_grid(self, clips: np.ndarray) -> np.ndarray:
-        """Clips ``(B, F, H, W, 3)`` uint8 -> cell features ``(B, rows, cols, 4 + hue_bins)``."""
-        self.check_clips(clips)
+    def _grid(
+        self, clips: np.ndarray, hue_bin: np.ndarray, chroma: np.ndarray, motion: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`encode_grid`'s cells from the middle frames' hue bins and chroma (B, H, W) and
+        the clips' motion maps (B, P, H, W, 1)."""
         batch, frames, height, width, _ = clips.shape
         rows, cols = self.grid_shape
         mean_rgb = block_mean(clips[:, frames // 2], rows, cols) / np.float32(255.0)  # (B, r, c, 3)
-        planes = to_planes(clips)  # (3, B, F, H, W)
-        hue_bin, _, chroma = colour_planes(planes[:, :, frames // 2], self.hue_bins)  # (B, H, W)
         cell_of_pixel = (
             cell_index(height, rows)[:, None] * cols + cell_index(width, cols)[None, :]
         )  # (H, W)
@@ -249,6 +278,6 @@ class ClassicVisualEncoder(VisualEncoder):
         pixels_per_cell = np.bincount(cell_of_pixel.ravel(), minlength=rows * cols)  # (cells,)
         hue_hist = hue_hist.reshape(batch, rows, cols, self.hue_bins)
         hue_hist = hue_hist / pixels_per_cell.reshape(1, rows, cols, 1)
-        motion = block_mean(self.motion_maps(planes), rows, cols).mean(axis=1)  # (B, r, c, 1)
+        motion = block_mean(motion, rows, cols).mean(axis=1)  # (B, r, c, 1)
         grid = np.concatenate([mean_rgb, hue_hist, motion], axis=-1)  # (B, rows, cols, Dg)
         return grid.astype(np.float32)
