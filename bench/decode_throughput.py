@@ -37,21 +37,12 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # tests/media.py writes the default video
 
+from bench.machine import cpu_model  # noqa: E402
 from pipeline.config import extraction_settings, load_config  # noqa: E402
 from pipeline.decode import ffmpeg_executable, iter_frames, probe, read_audio  # noqa: E402
 from pipeline.encoders import build_audio_encoder, build_visual_encoder  # noqa: E402
 from pipeline.extract import extract_video  # noqa: E402
 from tests.media import make_video  # noqa: E402
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def ffmpeg_version(executable: str) -> str:

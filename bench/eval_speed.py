@@ -18,11 +18,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before NumPy loads its BLAS
 
 import argparse
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.machine
+
+from bench.machine import cpu_model
 from pipeline.annotations import AnnotationSet, Event, VideoAnnotation
 from pipeline.detection.bootstrap import DEFAULT_RESAMPLES
 from pipeline.detection.metrics import TIOU_PRESETS, Predictions, evaluate_detection
@@ -70,17 +74,6 @@ def make_problem(
         scores=rng.random(len(video_ids)),
     )
     return AnnotationSet("bench", videos, labels), predictions
-
-
-def cpu_model() -> str:
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

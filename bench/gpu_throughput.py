@@ -43,9 +43,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # bench/ and tests/ helpers
 
-from bench.decode_throughput import cpu_model  # noqa: E402
 from bench.detector_throughput import ROWS as DETECTOR_ROWS  # noqa: E402
 from bench.detector_throughput import measure as measure_detector  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 from pipeline.config import extraction_settings, load_config  # noqa: E402
 from pipeline.decode import probe  # noqa: E402
 from pipeline.encoders import AudioEncoder, VisualEncoder, build_audio_encoder  # noqa: E402

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.decode_throughput import cpu_model  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 from pipeline.annotations import load_annotations  # noqa: E402
 from pipeline.detection.data import (  # noqa: E402
     EpochSampler,

@@ -71,7 +71,7 @@ if SEGMENTS_AVAILABLE and SEGMENT_LABELS != "import":
             "OMP_NUM_THREADS={threads} python -m pipeline.segments.clips {input.videos:q} "
             "--segments {input.segments:q} --annotations {input.annotations:q} "
             "--num-classes {params.num_classes} --settings {params.settings:q} --out {params.store:q} "
-            "> {log} 2>&1"
+            "--threads {threads} > {log} 2>&1"
 
     rule segments_pretrain:
         input:

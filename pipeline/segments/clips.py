@@ -166,14 +166,15 @@ def log_mel_spectrogram(waveforms: np.ndarray, settings: ClipSettings) -> np.nda
 
 
 def decode_video_segments(
-    path: str | Path, num_segments: int, settings: ClipSettings
+    path: str | Path, num_segments: int, settings: ClipSettings, *, threads: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames ``(S, F, H, W, 3)`` uint8 and log-mel ``(S, mel_frames, n_mels)`` of the first
-    ``num_segments`` seconds of a video."""
+    ``num_segments`` seconds of a video; ``threads``: the video decoder's (0: automatic,
+    :func:`pipeline.decode.iter_frames`)."""
     fps = settings.frame_fps
     size = (settings.frame_width, settings.frame_height)
     frames = []
-    for frame in iter_frames(path, float(fps), size):
+    for frame in iter_frames(path, float(fps), size, threads=threads):
         frames.append(frame)
         if len(frames) == num_segments * fps:
             break
@@ -215,9 +216,12 @@ def write_segment_clips(
     num_classes: int,
     settings: ClipSettings,
     path: str | Path,
+    *,
+    threads: int = 0,
 ) -> Path:
     """Decode every video named in ``labels`` (file stem -> file in ``videos``) into the Zarr
-    store ``path``, one video at a time, atomically (temporary name, then rename)."""
+    store ``path``, one video at a time, atomically (temporary name, then rename), with
+    ``threads`` video decoder threads (0: automatic)."""
     check_video_files(videos, labels, "segment labels")
     order = list(dict.fromkeys(label.video_id for label in labels))
     counts = {video_id: 0 for video_id in order}
@@ -237,7 +241,7 @@ def write_segment_clips(
         row = 0
         for video_id in order:
             video_frames, video_log_mel = decode_video_segments(
-                videos[source[video_id]], counts[video_id], settings
+                videos[source[video_id]], counts[video_id], settings, threads=threads
             )
             frames[row : row + counts[video_id]] = video_frames
             log_mel[row : row + counts[video_id]] = video_log_mel
@@ -294,13 +298,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-classes", type=int, required=True, help="K (background = K)")
     parser.add_argument("--out", required=True, help="clips .zarr store to write")
     parser.add_argument("--settings", default="{}", help=settings_help(ClipSettings))
+    parser.add_argument(
+        "--threads", type=int, default=0, help="video decoder threads (Snakemake passes the job's)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = check_settings(ClipSettings, settings_argument(args.settings), "--settings")
     started = time.perf_counter()
     labels = read_segment_labels(args.segments, args.annotations, args.num_classes)
     videos = {Path(video).stem: video for video in args.videos}
-    write_segment_clips(videos, labels, args.num_classes, settings, args.out)
+    write_segment_clips(videos, labels, args.num_classes, settings, args.out, threads=args.threads)
     log.info(
         "%d segments of %d videos in %.1f s -> %s",
         len(labels),
