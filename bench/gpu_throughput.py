@@ -9,7 +9,8 @@ values):
 * VideoMAE base (transformers' ``VideoMAEConfig()`` defaults: 16 frames of 224x224, 768-d;
   the V2 giant of the Perception Test paper is 1408-d and about 7x the compute).
 
-Rows, each in fp32 and in fp16 (the encoders' ``fp16`` switch: float16 autocast on CUDA):
+Rows, each in fp32 and in fp16 (the encoders' ``fp16`` switch: float16 autocast on CUDA; on a
+CPU, where it does nothing, fp32 only):
 
 * ``encode``: the encoder alone on random uint8 clips at its frame size, ``--batch`` clips a
   call, in clips per second (the GPU's share of extraction);
@@ -177,15 +178,17 @@ def main(argv: list[str] | None = None) -> None:
                 video_bit_rate=1_000_000,
             )
         print(f"video   : {video} ({video.stat().st_size / 1e6:.1f} MB)")
+        # the encoders' fp16 is float16 autocast on CUDA and ignored on a CPU
+        precisions = (False, True) if args.device.startswith("cuda") else (False,)
         print("\n| encoder | precision | encode (clips/s) | extract (video s/s) |")
         print("|---|---|---:|---:|")
         for name, build in ENCODERS.items():
-            for fp16 in (False, True):
+            for fp16 in precisions:
                 encode_rate, extract_rate = measure_encoder(
                     build(args.device, fp16), video, settings, audio_encoder, args
                 )
                 precision = "fp16" if fp16 else "fp32"
-                print(f"| {name} | {precision} | {encode_rate:.0f} | {extract_rate:.1f} |")
+                print(f"| {name} | {precision} | {encode_rate:.1f} | {extract_rate:.2f} |")
                 if args.device.startswith("cuda"):
                     torch.cuda.empty_cache()
 
