@@ -110,6 +110,7 @@ def video_inputs(paths):
 
 
 def shard_paths(wildcards):
+    """The video files of one extraction shard, in the shard's order."""
     return [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
 
 
