@@ -1,6 +1,6 @@
 """Decode throughput of ``pipeline.decode`` against ffmpeg's own decoder, on one file.
 
-Rows (best wall time of ``--repeats`` runs):
+Rows (best wall time of ``--repeats`` rounds, each round running every row once):
   ffmpeg null decode      ``ffmpeg -threads N -i FILE -f null -`` (video and audio decode only)
   ffmpeg decode+scale     the same plus ``-vf scale=W:H -pix_fmt rgb24`` (the work we do)
   iter_frames @ src fps   our frames at the source rate, resized to W x H rgb24
@@ -57,16 +57,12 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def best_time(task: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Wall and CPU seconds (all threads, child processes included) of the fastest of
-    ``repeats`` runs of ``task``; CPU time is the steadier number on a shared machine."""
-    runs = []
-    for _ in range(repeats):
-        wall, cpu, children = time.perf_counter(), time.process_time(), children_cpu_s()
-        task()
-        cpu_s = time.process_time() - cpu + children_cpu_s() - children
-        runs.append((time.perf_counter() - wall, cpu_s))
-    return min(runs)
+def timed(task: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads, child processes included) of one run of ``task``."""
+    wall, cpu, children = time.perf_counter(), time.process_time(), children_cpu_s()
+    task()
+    cpu_s = time.process_time() - cpu + children_cpu_s() - children
+    return time.perf_counter() - wall, cpu_s
 
 
 def run_ffmpeg(executable: str, video: Path, threads: int, extra: list[str]) -> None:
@@ -90,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         default=os.cpu_count(),
         help="decoding threads, ffmpeg's (-threads) and ours (an extraction job's: 1 by default)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="runs per row; best is kept")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of every row; the best run of each is kept"
+    )
     parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
     parser.add_argument("--low-fps", type=float, default=8.0, help="low extraction rate")
     parser.add_argument("--sample-rate", type=int, default=16000, help="read_audio rate (Hz)")
@@ -165,9 +163,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"threads : ffmpeg -threads {args.threads}; our video decoder {args.threads}")
         header = f"{'task':34s} {'seconds':>8s} {'video-s/s':>10s} {'ratio':>6s}"
         print(f"\n{header} {'cpu-s':>7s} {'cpu ratio':>9s}")
+        # Round after round of every row, the best of each kept: a machine whose speed drifts
+        # from minute to minute slows all rows alike, not the last ones.
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in rows}
+        for _ in range(args.repeats):
+            for name, task in rows:
+                runs[name].append(timed(task))
         reference = None
-        for name, task in rows:
-            seconds, cpu_s = best_time(task, args.repeats)
+        for name, _ in rows:
+            seconds, cpu_s = min(runs[name])
             reference = reference or (seconds, cpu_s)
             speed = info.duration_s / seconds
             print(

@@ -338,6 +338,9 @@ def _silence(like: av.AudioFrame, seconds: float) -> av.AudioFrame:
 
 
 AUDIO_BLOCK_S = 10.0  # longest block of padding silence :func:`iter_audio` yields at once
+# The resampler hands out frames of this many seconds instead of one per packet (AAC: 21 ms):
+# the same samples in 50x fewer Python calls, about half the audio stream's decoding time.
+RESAMPLED_FRAME_S = 1.0
 
 
 class _TimeAxisPlacer:
@@ -414,9 +417,9 @@ def iter_audio(
     damage: StreamDamage | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream the first audio stream as consecutive mono float32 blocks ``(n,)`` on the time
-    axis, as it decodes: together they are exactly :func:`read_audio`'s waveform, and only the
-    blocks of a few packets are held at a time (all of them only while no decoded frame has
-    a time yet).
+    axis, as it decodes: together they are exactly :func:`read_audio`'s waveform, and only
+    about :data:`RESAMPLED_FRAME_S` of samples is held at a time (everything decoded only while
+    no decoded frame has a time yet).
 
     Raises (when iterated) :class:`NoAudioStream` before the first block, and
     :class:`DecodeError` for a truncated stream after the last decoded one. Arguments as
@@ -436,7 +439,12 @@ def iter_audio(
         damage = damage if damage is not None else StreamDamage()
         damage.duration_s = info.duration_s
         guard = _DamageGuard(path, "audio", damage, max_damaged_fraction, packet_s)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler = av.AudioResampler(
+            format="flt",
+            layout="mono",
+            rate=sample_rate,
+            frame_size=round(RESAMPLED_FRAME_S * sample_rate),
+        )
         placer = _TimeAxisPlacer(round(info.duration_s * sample_rate), sample_rate)
         last_frame = None
         for item in _decode_skipping(container, stream, guard):

@@ -337,7 +337,10 @@ def test_read_audio_places_a_shifted_stream_on_the_time_axis(
 def test_iter_audio_streams_read_audio_in_blocks_as_it_decodes(
     files: dict[str, Path], shifted: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # 2 s streams: by default the resampler's 1 s frames make a few blocks
+    assert len(list(iter_audio(files["cfr"], 16000))) <= 3
     monkeypatch.setattr(decode, "AUDIO_BLOCK_S", 0.01)  # leading silence in blocks of 160
+    monkeypatch.setattr(decode, "RESAMPLED_FRAME_S", 0.02)  # 320 samples, under a packet's 341
     for path in (files["cfr"], files["stereo_mkv"], shifted["late"], shifted["early"]):
         blocks = list(iter_audio(path, 16000))
         assert all(block.dtype == np.float32 and len(block) <= 1024 for block in blocks)

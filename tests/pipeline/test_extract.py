@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import extract
+from pipeline import decode, extract
 from pipeline.config import extraction_settings, validate_config
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
@@ -308,6 +308,7 @@ def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(videos, monk
             yield block
 
     monkeypatch.setattr(extract, "iter_audio", counted_audio)
+    monkeypatch.setattr(decode, "RESAMPLED_FRAME_S", 0.05)  # blocks of 50 samples at 1 kHz
     pulled_at_encode = []
 
     class RecordingEncoder(WaveformEncoder):
