@@ -111,16 +111,17 @@ def file_stamp(path: str | Path) -> dict[str, int]:
 
 
 def files_stamp(paths: Iterable[str]) -> str:
-    """One hash of ``paths`` and each one's :func:`file_stamp` (``None`` for a missing file): it
+    """One hash of ``paths`` and each one's :func:`file_stamp` (or the word ``missing``): it
     changes when a file is replaced, modified, added, removed or renamed."""
     digest = hashlib.sha256()
     for path in paths:
         try:
             stat = os.stat(path)
-            line = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+            record = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
         except FileNotFoundError:
-            line = f"{path}\0missing\n"
-        digest.update(line.encode("utf-8", "surrogateescape"))  # any file name
+            record = f"{path}\0missing\0"
+        # NUL ends each field: no path holds one; any file name, even one not valid UTF-8
+        digest.update(record.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
