@@ -116,8 +116,8 @@ def files_stamp(paths: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         try:
-            stat = os.stat(path)
-            record = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
+            stamp = file_stamp(path)
+            record = f"{path}\0{stamp['size']}\0{stamp['mtime_ns']}\0"
         except FileNotFoundError:
             record = f"{path}\0missing\0"
         # NUL ends each field: no path holds one; any file name, even one not valid UTF-8

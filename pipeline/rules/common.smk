@@ -109,19 +109,19 @@ def video_inputs(paths):
     return [path for path in paths if "{" not in path and "}" not in path]
 
 
-def shard_paths(wildcards):
-    """The video files of one extraction shard, in the shard's order."""
-    return [VIDEOS[video_id] for video_id in SHARDS[int(wildcards.shard)]]
+def shard_paths(shard):
+    """The video files of extraction shard number ``shard``, in the shard's order."""
+    return [VIDEOS[video_id] for video_id in SHARDS[shard]]
 
 
 @functools.cache
 def _shard_stamp(shard):
-    return files_stamp(VIDEOS[video_id] for video_id in SHARDS[shard])
+    return files_stamp(shard_paths(shard))
 
 
 def shard_videos(wildcards):
     """The video files of one extraction shard, as the job's inputs (synthetic videos only)."""
-    return video_inputs(shard_paths(wildcards))
+    return video_inputs(shard_paths(int(wildcards.shard)))
 
 
 def shard_stamp(wildcards):
@@ -139,7 +139,7 @@ def all_videos_stamp(wildcards):
 
 def shard_video_arguments(wildcards):
     """Every video file of one extraction shard, quoted for the shell."""
-    return shlex.join(shard_paths(wildcards))
+    return shlex.join(shard_paths(int(wildcards.shard)))
 
 
 # Every config-driven job receives its resolved settings the same way: one JSON object on
