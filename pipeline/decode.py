@@ -23,7 +23,9 @@ samples, before the padding, and :func:`read_audio` raises instead of returning.
 
 Both streams are decoded as streams: :func:`iter_frames` yields frames and :func:`iter_audio`
 blocks of samples as they decode, so memory does not grow with a file's duration;
-:func:`read_audio` gathers the blocks into one waveform.
+:func:`read_audio` gathers the blocks into one waveform. :func:`iter_frames` lets the decoder
+drop the non-reference frames that no output time shows (:mod:`pipeline.frame_skip`), so
+damage in such a frame goes unseen.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 from av.audio.frame import format_dtypes
 from av.video.reformatter import VideoReformatter
 
+from pipeline.frame_skip import UnneededFrames
 from pipeline.probe import (
     DecodeError,
     DisplayTransform,
@@ -169,12 +172,24 @@ def _check_fraction(max_damaged_fraction: float) -> None:
 
 
 def _decode_skipping(
-    container: av.container.InputContainer, stream: av.stream.Stream, guard: _DamageGuard
+    container: av.container.InputContainer,
+    stream: av.stream.Stream,
+    guard: _DamageGuard,
+    unneeded: UnneededFrames | None = None,
 ) -> Iterator[av.VideoFrame | av.AudioFrame | float]:
     """Decode ``stream`` as ``ffmpeg`` does: yield its frames, and for each packet the decoder
-    rejects, the seconds it covers (a float) instead; a packet that cannot be read raises."""
+    rejects, the seconds it covers (a float) instead; a packet that cannot be read raises.
+    With ``unneeded``, the packets it marks are sent with ``skip_frame`` ``NONREF``, so the
+    decoder drops those that are non-reference frames (:mod:`pipeline.frame_skip`)."""
+    context = stream.codec_context
+    packets = container.demux(stream)
+    marked = unneeded.mark(packets) if unneeded else ((packet, False) for packet in packets)
+    dropping = False
     try:
-        for packet in container.demux(stream):
+        for packet, droppable in marked:
+            if droppable != dropping:
+                context.skip_frame = "NONREF" if droppable else "DEFAULT"
+                dropping = droppable
             if packet.size:  # the empty packet at the end flushes the decoder
                 guard.damage.packets_read += 1
             try:
@@ -247,6 +262,7 @@ def iter_frames(
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
     damage: StreamDamage | None = None,
     threads: int = 0,
+    skip_unneeded: bool = True,
 ) -> Iterator[np.ndarray]:
     """Stream RGB frames ``(H, W, 3)`` uint8 at a constant ``fps``, resized to ``size``.
 
@@ -268,6 +284,9 @@ def iter_frames(
         threads: the decoder's threads (frame and slice threads); 0 lets libavcodec choose
             from the machine's cores. An extraction job passes the threads Snakemake gave it,
             so that N jobs on N cores do not start N decoders of N threads each.
+        skip_unneeded: let the decoder drop the non-reference frames no output time shows
+            (:mod:`pipeline.frame_skip`; the same frames are yielded, about 7 % less decoding
+            at 8 fps from 25 fps H.264). Damage in a dropped frame is neither seen nor counted.
     """
     width, height = size
     if not fps > 0 or width < 1 or height < 1:
@@ -291,10 +310,19 @@ def iter_frames(
         damage = damage if damage is not None else StreamDamage()
         damage.duration_s = info.duration_s
         guard = _DamageGuard(path, "video", damage, max_damaged_fraction, frame_gap_s)
+        unneeded = None
+        if skip_unneeded:
+            unneeded = UnneededFrames(
+                fps=fps,
+                num_outputs=num_outputs,
+                time_base=time_base,
+                time_zero_s=time_zero_s,
+                tolerance_s=tolerance_s,
+            )
 
         held, held_time_s = None, -math.inf
         next_output = 0
-        for frame in _decode_skipping(container, stream, guard):
+        for frame in _decode_skipping(container, stream, guard, unneeded):
             if isinstance(frame, float):  # a skipped packet's seconds: the held frame stays
                 continue
             if frame.is_corrupt:

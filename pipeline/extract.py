@@ -8,7 +8,9 @@ sees the same window of the mono waveform. Audio and visual rows are aligned by 
 Both streams are decoded, embedded and written batch by batch: frames through a buffer of one
 batch's clips, audio through a buffer of one batch's windows (:func:`pipeline.audio.iter_windows`),
 rows straight into the store (:func:`pipeline.store.stream_store`), so an extraction job's memory
-does not grow with the video's duration (``bench/extraction_memory.py``).
+does not grow with the video's duration (``bench/extraction_memory.py``). When the process may
+use more than one CPU, both streams decode in threads of their own, a batch or two ahead of the
+encoders (:mod:`pipeline.background`), as ``ffmpeg``'s command line runs its decoders.
 
 An extraction job works on a shard of videos, builds its encoders once, writes one store per
 video (:mod:`pipeline.store`) and a shard manifest; stores already written with the same
@@ -28,7 +30,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +38,7 @@ from typing import IO, Any
 import numpy as np
 
 from pipeline.audio import iter_windows
+from pipeline.background import Background, switch_interval, usable_cpus
 from pipeline.cli import user_errors
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
@@ -63,6 +66,10 @@ from pipeline.sources import file_stamp
 from pipeline.store import VideoFeatures, is_complete, open_store, stream_store
 
 log = logging.getLogger(__name__)
+
+# The GIL's switch interval while the decoders run beside the encoders: 1 ms overlapped them
+# best of 0.2, 0.5, 1 and 5 ms (Python's default) in bench/decode_throughput.py.
+DECODER_SWITCH_INTERVAL_S = 0.001
 
 
 def settings_hash(
@@ -208,11 +215,23 @@ class _VideoExtraction:
         )
 
     def run(
-        self, write: RowWriter, *, batch_size: int, max_damaged_fraction: float, threads: int
+        self,
+        write: RowWriter,
+        *,
+        batch_size: int,
+        max_damaged_fraction: float,
+        threads: int,
+        concurrent: bool | None = None,
     ) -> dict[str, Any]:
         """Embed the video ``batch_size`` snippets at a time, handing each batch's rows to
-        ``write``: ``visual`` (and ``visual_grid``) as the video stream decodes, then ``audio``
-        as the audio stream does; return the store's attributes."""
+        ``write``: ``visual`` (and ``visual_grid``) as the video stream decodes, ``audio`` as the
+        audio stream does; return the store's attributes.
+
+        With ``concurrent`` (by default when the process may use more than one CPU) both
+        streams decode in threads of their own (:class:`pipeline.background.Background`) while
+        this thread runs the encoders; otherwise one after the other. The rows and errors are
+        the same either way: a video stream's error comes first, then the audio stream's.
+        """
         settings, visual_encoder = self.settings, self.visual_encoder
         audio_encoder, timestamps = self.audio_encoder, self.timestamps
         indices = frame_indices(timestamps, visual_encoder.frames_per_snippet, settings["fps"])
@@ -225,14 +244,7 @@ class _VideoExtraction:
             damage=damage["video"],
             threads=threads,
         )
-        for clips in _batched(iter_clips(frames, indices), batch_size):
-            if settings.get("visual_grid"):
-                pooled, grid = visual_encoder.encode_with_grid(clips)  # one forward pass for both
-                write("visual", pooled)
-                write("visual_grid", grid)
-            else:
-                write("visual", visual_encoder.encode(clips))
-
+        clip_batches = _batched(iter_clips(frames, indices), batch_size)
         starts, window_length = _window_starts(timestamps, audio_encoder.sample_rate)
         samples = iter_audio(
             self.video_path,
@@ -240,15 +252,26 @@ class _VideoExtraction:
             max_damaged_fraction=max_damaged_fraction,
             damage=damage["audio"],
         )
-        try:  # NoAudioStream comes before the first window, so before any audio row
-            for windows in iter_windows(samples, starts, window_length, batch_size):
-                write("audio", audio_encoder.encode(windows))
-            audio_present = True
-        except NoAudioStream:
-            audio_present = False
-            for first in range(0, len(timestamps), batch_size):
-                rows = min(batch_size, len(timestamps) - first)
-                write("audio", np.zeros((rows, audio_encoder.dim), dtype=np.float32))
+        window_batches = iter_windows(samples, starts, window_length, batch_size)
+        audio = _AudioRows(write, audio_encoder)
+        if concurrent is None:
+            concurrent = usable_cpus() > 1
+        if concurrent:
+            # One batch of clips ahead: the encoders hold one, the decoder builds the next.
+            with (
+                switch_interval(DECODER_SWITCH_INTERVAL_S),
+                Background(clip_batches, depth=1, name="decode-video") as clip_batches,
+                Background(window_batches, depth=2, name="decode-audio") as window_batches,
+            ):
+                for clips in clip_batches:
+                    self._write_visual(write, clips)
+                    audio.take(window_batches.ready())
+                audio.take(window_batches)
+        else:
+            for clips in clip_batches:
+                self._write_visual(write, clips)
+            audio.take(window_batches)
+        audio_present = audio.finish(len(timestamps), batch_size)
 
         return {
             "video_id": self.video_id,
@@ -272,6 +295,52 @@ class _VideoExtraction:
             "extraction_seconds": round(time.perf_counter() - self.started, 3),
         }
 
+    def _write_visual(self, write: RowWriter, clips: np.ndarray) -> None:
+        """Embed a batch of clips (B, F, H, W, 3) and write its ``visual`` (and grid) rows."""
+        if self.settings.get("visual_grid"):
+            pooled, grid = self.visual_encoder.encode_with_grid(clips)  # one pass for both
+            write("visual", pooled)
+            write("visual_grid", grid)
+        else:
+            write("visual", self.visual_encoder.encode(clips))
+
+
+class _AudioRows:
+    """Embeds the audio windows and writes the ``audio`` rows, keeping the first error (the
+    stream's or the encoder's) to raise after the video stream is done, as a sequential
+    extraction would.
+
+    Args:
+        write: the store's row writer.
+        encoder: the built audio encoder.
+    """
+
+    def __init__(self, write: RowWriter, encoder: AudioEncoder) -> None:
+        self.write, self.encoder = write, encoder
+        self.error: Exception | None = None
+
+    def take(self, window_batches: Iterable[np.ndarray]) -> None:
+        """Embed and write every batch of windows ``(B, N)`` in ``window_batches``."""
+        if self.error is not None:
+            return
+        try:
+            for windows in window_batches:
+                self.write("audio", self.encoder.encode(windows))
+        except Exception as error:  # raised by finish, after the video's rows
+            self.error = error
+
+    def finish(self, num_snippets: int, batch_size: int) -> bool:
+        """Raise the error kept, or write zero rows for a file without sound (NoAudioStream
+        comes before the first window, so before any row); whether the video has sound."""
+        if isinstance(self.error, NoAudioStream):
+            for first in range(0, num_snippets, batch_size):
+                rows = min(batch_size, num_snippets - first)
+                self.write("audio", np.zeros((rows, self.encoder.dim), dtype=np.float32))
+            return False
+        if self.error is not None:
+            raise self.error
+        return True
+
 
 def extract_video(
     video_path: str | Path,
@@ -284,6 +353,7 @@ def extract_video(
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
     threads: int = 0,
+    concurrent: bool | None = None,
 ) -> VideoFeatures:
     """Extract one video into memory; encoders are built from ``settings`` unless passed in.
 
@@ -304,6 +374,9 @@ def extract_video(
             recorded in the ``decode_errors`` attribute) may cover in each stream.
         threads: the video decoder's threads; 0 lets libavcodec choose from the machine's
             cores (:func:`pipeline.decode.iter_frames`).
+        concurrent: decode both streams in threads of their own while the encoders run in
+            this one; by default when the process may use more than one CPU (the same rows
+            either way; the job then keeps about 1.2 cores busy, as ``ffmpeg -threads 1`` does).
 
     Raises:
         DecodeError: the file cannot be decoded, has no video stream or zero duration, is
@@ -324,6 +397,7 @@ def extract_video(
         batch_size=batch_size,
         max_damaged_fraction=max_damaged_fraction,
         threads=threads,
+        concurrent=concurrent,
     )
     return VideoFeatures(
         video_id=extraction.video_id,
@@ -346,6 +420,7 @@ def extract_video_to_store(
     device: str = "auto",
     max_damaged_fraction: float = MAX_DAMAGED_FRACTION,
     threads: int = 0,
+    concurrent: bool | None = None,
 ) -> Path:
     """Extract one video straight into its store, batch by batch (:func:`pipeline.store.
     stream_store`: atomic, nothing left behind on an error); the same store
@@ -366,6 +441,7 @@ def extract_video_to_store(
             batch_size=batch_size,
             max_damaged_fraction=max_damaged_fraction,
             threads=threads,
+            concurrent=concurrent,
         )
         writer.finish(attrs)
     return Path(store_path)

@@ -297,9 +297,13 @@ def test_extract_video_rows_sample_the_right_times(videos):
     np.testing.assert_array_equal(features.audio[1], waveform[320:1280])
 
 
-def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(videos, monkeypatch):
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(
+    videos, monkeypatch, concurrent
+):
     """The audio path holds one batch's windows of samples, never the whole waveform: each batch
-    is encoded before the stream is read much past its last window (issue #13 item 7)."""
+    is encoded before the stream is read much past its last window (issue #13 item 7); decoding
+    in its own thread, it runs at most three batches ahead (two queued, one being cut)."""
     pulled = [0]  # samples the decoder has handed out
 
     def counted_audio(*args, **kwargs):
@@ -321,14 +325,51 @@ def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(videos, monk
         _settings(),
         visual_encoder=FrameIndexEncoder(),
         audio_encoder=RecordingEncoder(window_samples=960),
-        batch_size=2,
+        batch_size=1,
+        concurrent=concurrent,
     )
     starts = np.round(features.timestamps[:, 0] * 1000).astype(int)  # (7,) at 1 kHz
-    window_ends = starts[[1, 3, 5, 6]] + 960  # the last window of each batch of 2
-    assert len(pulled_at_encode) == len(window_ends) == 4
-    for pulled_then, window_end in zip(pulled_at_encode, window_ends, strict=True):
-        assert window_end <= pulled_then < window_end + 200  # a few AAC packets' read-ahead
+    window_ends = starts + 960  # (7,) the last (only) window of each batch of 1
+    ahead = 3 if concurrent else 0
+    assert len(pulled_at_encode) == len(window_ends) == 7
+    for batch, pulled_then in enumerate(pulled_at_encode):
+        furthest = window_ends[min(batch + ahead, len(window_ends) - 1)]
+        assert window_ends[batch] <= pulled_then < furthest + 200  # a few AAC packets' read-ahead
     assert pulled[0] == 3000  # the whole 3 s were read in the end
+
+
+@pytest.mark.parametrize("name", ["long", "silent", "vfr"])
+def test_concurrent_and_sequential_extraction_give_the_same_rows(videos, name):
+    """Decoding in threads beside the encoders changes no value: visual, grid and audio rows
+    (zeros without sound) and the attributes are those of the one-thread extraction."""
+    settings = _settings(visual_grid=True)
+    sequential, concurrent = (
+        extract_video(videos[name], settings, device="cpu", batch_size=2, concurrent=flag)
+        for flag in (False, True)
+    )
+    for array in ("visual", "visual_grid", "audio", "timestamps"):
+        np.testing.assert_array_equal(getattr(concurrent, array), getattr(sequential, array))
+    for attrs in (sequential.attrs, concurrent.attrs):
+        del attrs["extraction_seconds"]
+    assert concurrent.attrs == sequential.attrs
+    assert concurrent.attrs["audio_present"] is (name != "silent")
+
+
+@pytest.mark.parametrize(("cpus", "threaded"), [(1, False), (2, True)])
+def test_extraction_decodes_in_threads_when_the_process_may_use_two_cpus(
+    videos, monkeypatch, cpus, threaded
+):
+    started = []
+
+    class RecordingBackground(extract.Background):
+        def __init__(self, items, *, depth, name):
+            started.append(name)
+            super().__init__(items, depth=depth, name=name)
+
+    monkeypatch.setattr(extract, "Background", RecordingBackground)
+    monkeypatch.setattr(extract, "usable_cpus", lambda: cpus)
+    extract_video(videos["clip"], _settings(), device="cpu")
+    assert started == (["decode-video", "decode-audio"] if threaded else [])
 
 
 def test_extract_video_to_store_writes_batch_by_batch_what_extract_video_returns(
@@ -645,17 +686,39 @@ def test_extract_records_decode_errors_in_the_store_and_the_index(hostile, tmp_p
     assert json.loads((out_dir / "index.json").read_text()) == index
 
 
-def test_extract_video_to_store_leaves_nothing_when_the_audio_fails_late(hostile, tmp_path):
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_extract_video_to_store_leaves_nothing_when_the_audio_fails_late(
+    hostile, tmp_path, concurrent
+):
     """The audio stream fails after the visual rows were written: no store is left behind."""
-    with pytest.raises(DecodeError, match="damaged beyond the allowed share"):
+    with pytest.raises(DecodeError, match="audio stream is damaged beyond the allowed share"):
         extract_video_to_store(
             hostile["damaged"],
             tmp_path / "damaged.zarr",
             _settings(),
             device="cpu",
             max_damaged_fraction=0.01,
+            concurrent=concurrent,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_a_video_streams_error_comes_before_the_audio_streams(hostile, tmp_path, concurrent):
+    """Both streams damaged beyond the limit: the video stream's error is raised, as a
+    sequential extraction meets it first, even when the audio thread failed earlier (its
+    first packet is damaged, the video's 19th of 20)."""
+    both = tmp_path / "both.mkv"
+    media.make_damaged_copy(hostile["damaged"], both, kind="video", packets={18})
+    with pytest.raises(DecodeError, match="the video stream is damaged beyond"):
+        extract_video(
+            both,
+            _settings(),
+            device="cpu",
+            batch_size=1,  # the audio rows are taken between the video's batches
+            max_damaged_fraction=0.01,
+            concurrent=concurrent,
+        )
 
 
 def test_extract_cli_fails_a_video_damaged_beyond_the_limit(hostile, tmp_path):
