@@ -57,6 +57,19 @@ def user_errors(*extra: type[Exception]) -> Callable[[StageMain], StageMain]:
     return decorate
 
 
+def decoder_threads(text: str) -> int:
+    """argparse type of a ``--threads`` option: a whole number >= 0 (0: one per core)."""
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number >= 0 (0: automatic), got {text!r}"
+        )
+    return threads
+
+
 def _message(err: Exception) -> str:
     if isinstance(err, KeyError):  # str(KeyError) is only the key, quoted
         return f"an input file lacks the key {err}; rerun the step that wrote it"

@@ -39,7 +39,7 @@ import numpy as np
 
 from pipeline.audio import iter_windows
 from pipeline.background import Background, switch_interval, usable_cpus
-from pipeline.cli import user_errors
+from pipeline.cli import decoder_threads, user_errors
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
     DecodeError,
@@ -561,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=decoder_threads,
         default=0,
         help="video decoder threads (Snakemake passes the job's); 0: one per core",
     )

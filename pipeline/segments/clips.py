@@ -39,7 +39,7 @@ import numpy as np
 import zarr
 
 from pipeline.audio import LogMelSpectrogram
-from pipeline.cli import user_errors
+from pipeline.cli import decoder_threads, user_errors
 from pipeline.config import settings_argument
 from pipeline.decode import DecodeError, iter_frames, read_audio
 from pipeline.segments.settings import ClipSettings, check_settings, from_dict, settings_help
@@ -299,7 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="clips .zarr store to write")
     parser.add_argument("--settings", default="{}", help=settings_help(ClipSettings))
     parser.add_argument(
-        "--threads", type=int, default=0, help="video decoder threads (Snakemake passes the job's)"
+        "--threads",
+        type=decoder_threads,
+        default=0,
+        help="video decoder threads (Snakemake passes the job's)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

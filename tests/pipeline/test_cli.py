@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -238,3 +239,21 @@ def test_infer_takes_a_video_of_any_file_name(trained, tmp_path: Path, capsys) -
     assert cli.main([*argv, "--top-k", "2", "--device", "cpu"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["video"] == str(video) and 0 < len(printed["events"]) <= 2
+
+
+@pytest.mark.parametrize("module", ["pipeline.extract", "pipeline.segments.clips"])
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_a_bad_threads_option_is_refused_before_any_work(module, value, tmp_path, capsys) -> None:
+    """--threads is checked by the parser, before the settings or any video are read."""
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "missing.mp4"), "--threads", value, "--settings", "{}"])
+    assert info.value.code == 2
+    assert f"argument --threads: expected a whole number >= 0 (0: automatic), got {value!r}" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "1", "16"])
+def test_decoder_threads_accepts_whole_numbers_from_zero(value) -> None:
+    assert cli.decoder_threads(value) == int(value)
