@@ -285,7 +285,7 @@ def iter_frames(
             from the machine's cores. An extraction job passes the threads Snakemake gave it,
             so that N jobs on N cores do not start N decoders of N threads each.
         skip_unneeded: let the decoder drop the non-reference frames no output time shows
-            (:mod:`pipeline.frame_skip`; the same frames are yielded, about 7 % less decoding
+            (:mod:`pipeline.frame_skip`; the same frames are yielded, about 8 % less decoding
             at 8 fps from 25 fps H.264). Damage in a dropped frame is neither seen nor counted.
     """
     width, height = size
