@@ -20,7 +20,7 @@ busy shared machine disturbs less than wall time, and ``cores`` CPU seconds per 
 
 Usage: ``python bench/decode_throughput.py [--video PATH] [--threads N] [--repeats R]``.
 Without ``--video`` a 60 s 640x360 25 fps H.264 (1 Mbit/s) + AAC (48 kHz) video with a
-scrolling, grainy texture is written into a temporary folder first (tests/media.py's writer).
+scrolling, grainy texture is written into a temporary folder first (bench/videos.py).
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ import av
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests/media.py writes the default video
+sys.path.insert(0, str(REPO_ROOT))  # bench.videos writes the default video (tests/media.py)
 
 from bench.machine import cpu_model  # noqa: E402
+from bench.videos import write_web_video  # noqa: E402
 from pipeline.config import extraction_settings, load_config  # noqa: E402
 from pipeline.decode import ffmpeg_executable, iter_frames, probe, read_audio  # noqa: E402
 from pipeline.encoders import build_audio_encoder, build_visual_encoder  # noqa: E402
 from pipeline.extract import extract_video  # noqa: E402
-from tests.media import make_video  # noqa: E402
 
 
 def ffmpeg_version(executable: str) -> str:
@@ -108,17 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         video = args.video
         if video is None:
-            video = Path(folder) / "bench_640x360_25fps.mp4"
             start = time.perf_counter()
-            make_video(
-                video,
-                duration_s=60.0,
-                fps=25,
-                size=(640, 360),
-                sample_rate=48000,
-                textured=True,
-                video_bit_rate=1_000_000,  # typical of 360p web video
-            )
+            video = write_web_video(Path(folder))
             print(f"wrote   : {video.name} in {time.perf_counter() - start:.1f} s")
         info = probe(video)
         print(

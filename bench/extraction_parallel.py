@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests/media.py writes the default video
+sys.path.insert(0, str(REPO_ROOT))  # bench.videos writes the default video (tests/media.py)
 
 from bench.machine import cpu_model  # noqa: E402
 from pipeline.background import usable_cpus  # noqa: E402
@@ -88,23 +88,14 @@ def main(argv: list[str] | None = None) -> None:
         worker(args.worker, args.concurrent, args.videos)
         return
 
+    from bench.videos import write_web_video
     from pipeline.decode import probe
-    from tests.media import make_video
 
     print(f"machine : {cpu_model()}, {usable_cpus()} usable CPUs")
     with tempfile.TemporaryDirectory() as folder:
         video = args.video
         if video is None:
-            video = Path(folder) / "bench_640x360_25fps.mp4"
-            make_video(
-                video,
-                duration_s=60.0,
-                fps=25,
-                size=(640, 360),
-                sample_rate=48000,
-                textured=True,
-                video_bit_rate=1_000_000,
-            )
+            video = write_web_video(Path(folder))
         duration_s = probe(video).duration_s
         print(f"video   : {video}, {duration_s:.1f} s; {args.jobs} processes x {args.videos}")
         seconds: dict[bool, list[float]] = {False: [], True: []}
