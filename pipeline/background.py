@@ -98,34 +98,33 @@ class Background(Generic[T]):
             if close is not None:
                 close()
 
-    def _take(self, item: object) -> T:
+    def _take(self, item: object) -> object:
+        """``item`` itself, or ``_END`` at the end; the source's error is raised."""
         if item is _END:
             self._done = True
-            raise StopIteration
-        if isinstance(item, _Raised):
+        elif isinstance(item, _Raised):
             self._done = True
             raise item.error
-        return item  # type: ignore[return-value]
+        return item
 
     def __iter__(self) -> Iterator[T]:
         while not self._done:
-            try:
-                yield self._take(self._queue.get())
-            except StopIteration:
+            item = self._take(self._queue.get())
+            if item is _END:
                 return
+            yield item  # type: ignore[misc]
 
     def ready(self) -> Iterator[T]:
         """The items produced so far, without waiting for more (the source's error raised in
         its place, as :meth:`__iter__` would)."""
         while not self._done:
             try:
-                item = self._queue.get_nowait()
+                item = self._take(self._queue.get_nowait())
             except queue.Empty:
                 return
-            try:
-                yield self._take(item)
-            except StopIteration:
+            if item is _END:
                 return
+            yield item  # type: ignore[misc]
 
     def close(self) -> None:
         """Stop the thread and wait for it (it finishes the item it is producing first)."""

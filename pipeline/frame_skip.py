@@ -57,6 +57,7 @@ class UnneededFrames:
         self.time_base, self.time_zero_s = time_base, time_zero_s
         self.tolerance_s, self.window = tolerance_s, window
         self.dropped = 0  # packets marked droppable (the decoder drops those it may)
+        self.earliest: int | None = None  # the smallest pts marked so far
 
     def _time_s(self, pts: int) -> float:
         return pts * self.time_base - self.time_zero_s
@@ -79,50 +80,44 @@ class UnneededFrames:
         return False
 
     def mark(self, packets: Iterator[av.Packet]) -> Iterator[tuple[av.Packet, bool]]:
-        """Yield ``(packet, droppable)`` for each packet in order. A packet without a pts, the
-        earliest so far (it may be the first frame, shown at every time before it) or without
-        a later packet in reach is never droppable. A read error of ``packets`` is raised
-        after the packets already read are yielded."""
+        """Yield ``(packet, droppable)`` for each packet of the stream in order (once per
+        stream). A packet without a pts, the earliest so far (it may be the first frame, shown
+        at every time before it) or without a later packet in reach is never droppable. A read
+        error of ``packets`` is raised after the packets already read are yielded."""
         ahead: deque[av.Packet] = deque()
         behind: deque[int] = deque(maxlen=self.window)  # pts of the packets before
-        earliest: int | None = None
         error: av.FFmpegError | None = None
         try:
             for packet in packets:
                 ahead.append(packet)
                 if len(ahead) > self.window:
-                    current = ahead.popleft()
-                    droppable, earliest = self._droppable(current, behind, ahead, earliest)
-                    yield current, droppable
-                    if current.pts is not None:
-                        behind.append(current.pts)
+                    yield self._send(ahead, behind)
         except av.FFmpegError as read_error:
             error = read_error
         while ahead:
-            current = ahead.popleft()
-            droppable, earliest = self._droppable(current, behind, ahead, earliest)
-            yield current, droppable
-            if current.pts is not None:
-                behind.append(current.pts)
+            yield self._send(ahead, behind)
         if error is not None:
             raise error
 
-    def _droppable(
-        self,
-        packet: av.Packet,
-        behind: deque[int],
-        ahead: deque[av.Packet],
-        earliest: int | None,
-    ) -> tuple[bool, int | None]:
-        """Whether ``packet`` may be dropped, and the earliest pts including its own."""
+    def _send(self, ahead: deque[av.Packet], behind: deque[int]) -> tuple[av.Packet, bool]:
+        """Take the first packet of ``ahead``, mark it and move its pts to ``behind``."""
+        packet = ahead.popleft()
+        droppable = self._droppable(packet, behind, ahead)
+        if packet.pts is not None:
+            behind.append(packet.pts)
+        return packet, droppable
+
+    def _droppable(self, packet: av.Packet, behind: deque[int], ahead: deque[av.Packet]) -> bool:
+        """Whether ``packet`` may be dropped; keeps :attr:`earliest` up to date."""
         pts = packet.pts
         if pts is None or not packet.size:  # no time, or the flush packet at the end
-            return False, earliest
-        if earliest is None or pts <= earliest:
-            return False, pts
+            return False
+        if self.earliest is None or pts <= self.earliest:
+            self.earliest = pts
+            return False
         later = [p for p in chain(behind, (q.pts for q in ahead)) if p is not None and p > pts]
         if not later:
-            return False, earliest
+            return False
         droppable = not self.shown(self._time_s(pts), self._time_s(min(later)))
         self.dropped += droppable
-        return droppable, earliest
+        return droppable
