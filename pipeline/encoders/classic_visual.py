@@ -6,11 +6,17 @@ Everything is numpy on uint8 frames; no model, no weights, fast on one CPU core.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from pipeline.encoders.base import VisualEncoder, positive_int, positive_int_pair
+from pipeline.encoders.base import (
+    VisualEncoder,
+    cache_sized_chunks,
+    positive_int,
+    positive_int_pair,
+)
 from pipeline.encoders.registry import VISUAL_ENCODERS
 
 # Bump when the feature definition changes, so stores written by older code hash differently.
@@ -37,35 +43,105 @@ def block_mean(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return sums / counts[:, :, None]
 
 
-def to_planes(rgb8: np.ndarray) -> np.ndarray:
-    """``(..., 3)`` uint8 RGB -> contiguous ``(3, ...)`` float32 planes in [0, 255]."""
-    return np.ascontiguousarray(np.moveaxis(rgb8, -1, 0), dtype=np.float32)
+# The hexcone hue numerator of uint8 RGB (see ColourTables) lies in [-255, 5 * 255].
+HUE_NUMERATOR_MIN = -255
+HUE_NUMERATOR_MAX = 5 * 255
 
 
-def colour_planes(planes: np.ndarray, hue_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue bin, value and chroma of ``(3, ...)`` RGB planes in [0, 255].
+def hue_bin(numerator: np.ndarray, chroma: np.ndarray, hue_bins: int) -> np.ndarray:
+    """Hue bin of pixels from their hexcone hue numerator and chroma (float32 whole numbers).
 
-    Hue follows the usual hexcone definition, in sixths of a turn in [-1, 5); bins are centred
-    on 0 degrees, so pure red is the middle of bin 0. Value is max(R, G, B) and chroma is
-    max - min, both in [0, 255]; the hue of a grey pixel (chroma 0) is bin 0 and should be
-    weighted by its chroma.
+    Hue follows the usual hexcone definition, ``numerator / chroma`` in sixths of a turn in
+    [-1, 5); bins are centred on 0 degrees, so pure red is the middle of bin 0. A grey pixel
+    (chroma 0) falls in bin 0 and should be weighted by its chroma.
     """
-    red, green, blue = planes
-    value = np.maximum(np.maximum(red, green), blue)
-    chroma = value - np.minimum(np.minimum(red, green), blue)
-    hue_numerator = np.where(
-        value == red,
-        green - blue,
-        np.where(value == green, blue - red + 2 * chroma, red - green + 4 * chroma),
-    )
-    hue_sixths = hue_numerator / np.maximum(chroma, 1.0)
-    hue_bin = np.floor(hue_sixths * np.float32(hue_bins / 6) + np.float32(0.5)).astype(np.int64)
-    return hue_bin % hue_bins, value, chroma
+    hue_sixths = numerator / np.maximum(chroma, 1.0)
+    bins_per_sixth = np.float32(hue_bins / 6)
+    return np.floor(hue_sixths * bins_per_sixth + np.float32(0.5)).astype(np.int64) % hue_bins
 
 
 def unit_bin(values: np.ndarray, bins: int) -> np.ndarray:
     """Bin index of values in [0, 1] over ``bins`` equal bins (1.0 falls in the last bin)."""
     return np.minimum((values * bins).astype(np.int64), bins - 1)
+
+
+def colour_weight(chroma: np.ndarray, min_chroma: float) -> np.ndarray:
+    """Hue-histogram weight of pixels from their chroma (float32 in [0, 255]): the chroma in
+    [0, 1], zero below ``min_chroma``."""
+    weight = chroma / np.float32(255.0)
+    return np.where(weight >= min_chroma, weight, np.float32(0.0))
+
+
+@dataclass(frozen=True)
+class ColourTables:
+    """The colour of uint8 RGB pixels, looked up instead of computed per pixel.
+
+    Value is max(R, G, B) and chroma max - min, both whole numbers in [0, 255]; the hue
+    numerator is G - B where R is the maximum, B - R + 2 chroma where G is, R - G + 4 chroma
+    otherwise. Every quantity below depends on at most two of these whole numbers, so each
+    table holds its float32 formula's result for every index: the lookups give the formulas'
+    values bit for bit, without a division per pixel (a test checks all 2**24 colours).
+
+    Args:
+        hue: :func:`hue_bin`, indexed by ``(numerator - HUE_NUMERATOR_MIN) * 256 + chroma``.
+        saturation: saturation bin of chroma / max(value, 1), by ``chroma * 256 + value``.
+        value: value bin of value / 255, by value.
+        weight: :func:`colour_weight` widened to float64 (what ``np.bincount`` sums), by chroma.
+    """
+
+    hue: np.ndarray
+    saturation: np.ndarray
+    value: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def build(
+        cls, *, hue_bins: int, saturation_bins: int, value_bins: int, min_chroma: float
+    ) -> ColourTables:
+        """Tables for an encoder's bins and ``min_chroma``."""
+        levels = np.arange(256, dtype=np.float32)  # every value and chroma
+        numerators = np.arange(HUE_NUMERATOR_MIN, HUE_NUMERATOR_MAX + 1, dtype=np.float32)
+        hue = hue_bin(numerators[:, None], levels[None, :], hue_bins)  # (numerators, chroma)
+        saturation = levels[:, None] / np.maximum(levels[None, :], 1.0)  # (chroma, value)
+        return cls(
+            hue=hue.astype(np.min_scalar_type(hue_bins - 1)).ravel(),  # small: stays in cache
+            saturation=unit_bin(saturation, saturation_bins).ravel(),
+            value=unit_bin(levels / np.float32(255.0), value_bins),
+            weight=colour_weight(levels, min_chroma).astype(np.float64),
+        )
+
+
+class PixelColours(NamedTuple):
+    """Colour of each pixel of ``(B, F, H, W)`` frames (see :class:`ColourTables`).
+
+    Args:
+        hue_bin: hue bin.
+        value: max(R, G, B), uint8.
+        chroma: max - min of R, G, B, uint8.
+    """
+
+    hue_bin: np.ndarray
+    value: np.ndarray
+    chroma: np.ndarray
+
+    @classmethod
+    def of(cls, planes: np.ndarray, tables: ColourTables) -> PixelColours:
+        """Colours of ``(3, ...)`` uint8 RGB planes."""
+        value = planes.max(axis=0)
+        chroma = value - planes.min(axis=0)
+        red, green, blue = planes.astype(np.int16)
+        wide_chroma = chroma.astype(np.int16)
+        numerator = np.where(
+            value == red,
+            green - blue,
+            np.where(value == green, blue - red + 2 * wide_chroma, red - green + 4 * wide_chroma),
+        )
+        index = (numerator.astype(np.intp) - HUE_NUMERATOR_MIN) * 256 + chroma
+        return cls(tables.hue[index], value, chroma)
+
+    def frame(self, index: int) -> PixelColours:
+        """The colours of frame ``index`` of every clip, ``(B, H, W)`` each."""
+        return PixelColours(*(quantity[:, index] for quantity in self))
 
 
 def grouped_histogram(
@@ -77,6 +153,25 @@ def grouped_histogram(
     flat_weights = None if weights is None else weights.ravel()
     counts = np.bincount(flat_index, weights=flat_weights, minlength=groups * bins)
     return counts.reshape(groups, bins)  # (G, bins)
+
+
+def to_planes(rgb8: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 RGB -> contiguous ``(3, ...)`` uint8 planes."""
+    return np.ascontiguousarray(np.moveaxis(rgb8, -1, 0))
+
+
+def motion_maps(planes: np.ndarray) -> np.ndarray:
+    """Per-pixel absolute difference of consecutive frames, mean over RGB, in [0, 1].
+
+    ``(3, B, F, H, W)`` uint8 planes -> ``(B, max(F - 1, 1), H, W, 1)`` float32; zeros when
+    F == 1.
+    """
+    _, batch, frames, height, width = planes.shape
+    if frames == 1:
+        return np.zeros((batch, 1, height, width, 1), dtype=np.float32)
+    differences = np.abs(np.diff(planes.astype(np.int16), axis=2))  # (3, B, F-1, H, W)
+    motion = differences.sum(axis=0, dtype=np.int16) / np.float32(3 * 255)  # (B, F-1, H, W)
+    return motion[..., None]  # (B, F-1, H, W, 1)
 
 
 @VISUAL_ENCODERS.register("classic")
@@ -159,6 +254,12 @@ class ClassicVisualEncoder(VisualEncoder):
             + motion_rows * motion_cols
         )
         self.grid_dim = 3 + self.hue_bins + 1
+        self.tables = ColourTables.build(
+            hue_bins=self.hue_bins,
+            saturation_bins=self.saturation_bins,
+            value_bins=self.value_bins,
+            min_chroma=self.min_chroma,
+        )
 
     def config(self) -> dict[str, Any]:
         """Resolved options, output widths and the feature-definition version."""
@@ -178,69 +279,51 @@ class ClassicVisualEncoder(VisualEncoder):
             "grid_dim": self.grid_dim,
         }
 
-    def motion_maps(self, planes: np.ndarray) -> np.ndarray:
-        """Per-pixel absolute difference of consecutive frames, mean over RGB, in [0, 1].
-
-        ``(3, B, F, H, W)`` planes in [0, 255] -> ``(B, max(F - 1, 1), H, W, 1)`` float32;
-        zeros when F == 1.
-        """
-        _, batch, frames, height, width = planes.shape
-        if frames == 1:
-            return np.zeros((batch, 1, height, width, 1), dtype=np.float32)
-        diffs = np.abs(np.diff(planes, axis=2))  # (3, B, F-1, H, W)
-        motion = diffs.sum(axis=0) / np.float32(3 * 255)  # (B, F-1, H, W)
-        return motion[..., None]  # (B, F-1, H, W, 1)
-
-    def colour_weight(self, chroma: np.ndarray) -> np.ndarray:
-        """Hue-histogram weight of each pixel: its chroma in [0, 1], zero below ``min_chroma``."""
-        weight = chroma / np.float32(255.0)
-        return np.where(weight >= self.min_chroma, weight, np.float32(0.0))
-
     def encode(self, clips: np.ndarray) -> np.ndarray:
         """Clips ``(B, F, H, W, 3)`` uint8 -> features ``(B, dim)`` float32."""
         self.check_clips(clips)
-        planes = to_planes(clips)  # (3, B, F, H, W)
-        return self._pooled(clips, colour_planes(planes, self.hue_bins), self.motion_maps(planes))
+        pooled = []
+        for chunk in cache_sized_chunks(clips):  # (b, F, H, W, 3) each
+            planes = to_planes(chunk)  # (3, b, F, H, W)
+            colours = PixelColours.of(planes, self.tables)  # each (b, F, H, W)
+            pooled.append(self._pooled(chunk, colours, motion_maps(planes)))
+        return np.concatenate(pooled)
 
     def encode_grid(self, clips: np.ndarray) -> np.ndarray:
         """Clips ``(B, F, H, W, 3)`` uint8 -> cell features ``(B, rows, cols, 4 + hue_bins)``."""
         self.check_clips(clips)
-        planes = to_planes(clips)  # (3, B, F, H, W)
         middle = clips.shape[1] // 2
-        hue_bin, _, chroma = colour_planes(planes[:, :, middle], self.hue_bins)  # (B, H, W)
-        return self._grid(clips, hue_bin, chroma, self.motion_maps(planes))
+        grids = []
+        for chunk in cache_sized_chunks(clips):  # (b, F, H, W, 3) each
+            planes = to_planes(chunk)  # (3, b, F, H, W)
+            colours = PixelColours.of(planes[:, :, middle], self.tables)  # each (b, H, W)
+            grids.append(self._grid(chunk, colours, motion_maps(planes)))
+        return np.concatenate(grids)
 
     def encode_with_grid(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(encode(clips), encode_grid(clips))``, the same values, with one pass over the
-        pixels: the colour planes and motion maps are computed once for both."""
+        pixels: the colours and motion maps are computed once for both."""
         self.check_clips(clips)
-        planes = to_planes(clips)  # (3, B, F, H, W)
-        colour = colour_planes(planes, self.hue_bins)  # each (B, F, H, W)
-        motion = self.motion_maps(planes)
         middle = clips.shape[1] // 2
-        hue_bin, _, chroma = colour
-        grid = self._grid(clips, hue_bin[:, middle], chroma[:, middle], motion)
-        return self._pooled(clips, colour, motion), grid
+        pooled, grids = [], []
+        for chunk in cache_sized_chunks(clips):  # (b, F, H, W, 3) each
+            planes = to_planes(chunk)  # (3, b, F, H, W)
+            colours, motion = PixelColours.of(planes, self.tables), motion_maps(planes)
+            pooled.append(self._pooled(chunk, colours, motion))
+            grids.append(self._grid(chunk, colours.frame(middle), motion))
+        return np.concatenate(pooled), np.concatenate(grids)
 
-    def _pooled(
-        self,
-        clips: np.ndarray,
-        colour: tuple[np.ndarray, np.ndarray, np.ndarray],
-        motion: np.ndarray,
-    ) -> np.ndarray:
-        """:meth:`encode`'s features from the clips' colour planes (hue bin, value and chroma,
-        each (B, F, H, W)) and motion maps (B, P, H, W, 1)."""
+    def _pooled(self, clips: np.ndarray, colours: PixelColours, motion: np.ndarray) -> np.ndarray:
+        """:meth:`encode`'s features of clips ``(B, F, H, W, 3)`` from their colours (each
+        (B, F, H, W)) and motion maps (B, P, H, W, 1)."""
         batch, frames, height, width, _ = clips.shape
         pixels_per_clip = frames * height * width
-        hue_bin, value, chroma = colour
-        saturation = chroma / np.maximum(value, 1.0)
-        hue_hist = grouped_histogram(hue_bin, batch, self.hue_bins, self.colour_weight(chroma))
-        sat_hist = grouped_histogram(
-            unit_bin(saturation, self.saturation_bins), batch, self.saturation_bins
-        )
-        val_hist = grouped_histogram(
-            unit_bin(value / np.float32(255.0), self.value_bins), batch, self.value_bins
-        )
+        tables = self.tables
+        weight = tables.weight[colours.chroma]  # (B, F, H, W)
+        saturation_bin = tables.saturation[colours.chroma.astype(np.intp) * 256 + colours.value]
+        hue_hist = grouped_histogram(colours.hue_bin, batch, self.hue_bins, weight)
+        sat_hist = grouped_histogram(saturation_bin, batch, self.saturation_bins)
+        val_hist = grouped_histogram(tables.value[colours.value], batch, self.value_bins)
         thumb_width, thumb_height = self.thumbnail_size
         thumbnail = block_mean(clips[:, frames // 2], thumb_height, thumb_width)  # (B, th, tw, 3)
         pair_energy = motion.mean(axis=(2, 3, 4))  # (B, P)
@@ -260,20 +343,18 @@ class ClassicVisualEncoder(VisualEncoder):
         )
         return features.astype(np.float32)
 
-    def _grid(
-        self, clips: np.ndarray, hue_bin: np.ndarray, chroma: np.ndarray, motion: np.ndarray
-    ) -> np.ndarray:
-        """:meth:`encode_grid`'s cells from the middle frames' hue bins and chroma (B, H, W) and
-        the clips' motion maps (B, P, H, W, 1)."""
+    def _grid(self, clips: np.ndarray, middle: PixelColours, motion: np.ndarray) -> np.ndarray:
+        """:meth:`encode_grid`'s cells of clips ``(B, F, H, W, 3)`` from their middle frames'
+        colours (each (B, H, W)) and motion maps (B, P, H, W, 1)."""
         batch, frames, height, width, _ = clips.shape
         rows, cols = self.grid_shape
         mean_rgb = block_mean(clips[:, frames // 2], rows, cols) / np.float32(255.0)  # (B, r, c, 3)
         cell_of_pixel = (
             cell_index(height, rows)[:, None] * cols + cell_index(width, cols)[None, :]
         )  # (H, W)
-        cell_bins = cell_of_pixel * self.hue_bins + hue_bin  # (B, H, W)
+        cell_bins = cell_of_pixel * self.hue_bins + middle.hue_bin  # (B, H, W)
         hue_hist = grouped_histogram(
-            cell_bins, batch, rows * cols * self.hue_bins, self.colour_weight(chroma)
+            cell_bins, batch, rows * cols * self.hue_bins, self.tables.weight[middle.chroma]
         )  # (B, cells * hue_bins)
         pixels_per_cell = np.bincount(cell_of_pixel.ravel(), minlength=rows * cols)  # (cells,)
         hue_hist = hue_hist.reshape(batch, rows, cols, self.hue_bins)

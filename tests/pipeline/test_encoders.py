@@ -29,7 +29,8 @@ from pipeline.encoders import (
     build_audio_encoder,
     build_visual_encoder,
 )
-from pipeline.encoders.base import clips_to_pixels
+from pipeline.encoders.base import CHUNK_BYTES, clips_to_pixels
+from pipeline.encoders.classic_visual import PixelColours, hue_bin, unit_bin
 
 SAMPLE_RATE = 16000
 
@@ -75,8 +76,8 @@ def test_classic_visual_shapes_dtype_determinism():
     pair = encoder.encode_with_grid(clips)
     np.testing.assert_array_equal(pair[0], features)
     np.testing.assert_array_equal(pair[1], grid)
-    # Each clip is encoded independently of the rest of the batch.
-    np.testing.assert_allclose(encoder.encode(clips[1:2]), features[1:2], rtol=1e-6)
+    # Each clip is encoded independently of the rest of the batch, bit for bit.
+    np.testing.assert_array_equal(encoder.encode(clips[1:2]), features[1:2])
     assert_config_json_stable(encoder, build_visual_encoder({"name": "classic"}))
 
 
@@ -181,6 +182,65 @@ def test_classic_visual_rejects_wrong_frames():
     with pytest.raises(ValueError, match="uint8"):
         encoder.encode(np.zeros((1, 4, 24, 32, 3), dtype=np.float32))
     assert encoder.encode(np.zeros((2, 4, 24, 32, 3), dtype=np.uint8)).shape == (2, encoder.dim)
+
+
+def hexcone_colours(rgb: np.ndarray, hue_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue bin, value and chroma of ``(N, 3)`` uint8 pixels, computed per pixel in float32 from
+    the hexcone definition (the encoder looks them up in tables)."""
+    red, green, blue = rgb.T.astype(np.float32)
+    value = np.maximum(np.maximum(red, green), blue)
+    chroma = value - np.minimum(np.minimum(red, green), blue)
+    numerator = np.where(
+        value == red,
+        green - blue,
+        np.where(value == green, blue - red + 2 * chroma, red - green + 4 * chroma),
+    )
+    return hue_bin(numerator, chroma, hue_bins), value, chroma
+
+
+def test_classic_visual_colour_tables_give_the_formulas_for_every_colour():
+    # All 2**24 RGB colours, 2**21 at a time: the encoder's table lookups against the float32
+    # formulas computed per pixel (hue bin, saturation and value bins, hue weight). Chroma 51
+    # is min_chroma 0.2 exactly, and counts.
+    encoder = ClassicVisualEncoder(hue_bins=24, saturation_bins=5, value_bins=7, min_chroma=0.2)
+    tables = encoder.tables
+    colours = np.arange(1 << 24, dtype=np.uint32)
+    for first in range(0, 1 << 24, 1 << 21):
+        packed = colours[first : first + (1 << 21)]
+        rgb = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+        expected_hue, value, chroma = hexcone_colours(rgb, 24)
+        looked_up = PixelColours.of(np.ascontiguousarray(rgb.T), tables)
+        np.testing.assert_array_equal(looked_up.hue_bin, expected_hue)
+        np.testing.assert_array_equal(looked_up.value, value)
+        np.testing.assert_array_equal(looked_up.chroma, chroma)
+        saturation_bin = tables.saturation[looked_up.chroma.astype(np.intp) * 256 + looked_up.value]
+        np.testing.assert_array_equal(saturation_bin, unit_bin(chroma / np.maximum(value, 1.0), 5))
+        np.testing.assert_array_equal(tables.value[looked_up.value], unit_bin(value / 255, 7))
+        weight = chroma / np.float32(255.0)
+        expected_weight = np.where(weight >= 0.2, weight, 0.0)
+        np.testing.assert_array_equal(tables.weight[looked_up.chroma], expected_weight)
+    assert expected_hue.min() == 0 and expected_hue.max() == 23  # every bin reached
+
+
+def test_classic_encoders_work_in_chunks_without_changing_a_row():
+    # Batches larger than one cache-sized chunk (CHUNK_BYTES) give the rows of one-item calls.
+    rng = np.random.default_rng(4)
+    visual = ClassicVisualEncoder()
+    clips = rng.integers(0, 256, (25, 4, 64, 64, 3), dtype=np.uint8)
+    assert clips.nbytes > 2 * CHUNK_BYTES
+    pooled, grid = visual.encode_with_grid(clips)
+    one_by_one = [visual.encode_with_grid(clip[None]) for clip in clips]
+    np.testing.assert_array_equal(pooled, np.concatenate([rows for rows, _ in one_by_one]))
+    np.testing.assert_array_equal(grid, np.concatenate([cells for _, cells in one_by_one]))
+    np.testing.assert_array_equal(pooled, visual.encode(clips))
+    np.testing.assert_array_equal(grid, visual.encode_grid(clips))
+    audio = ClassicAudioEncoder()
+    windows = (0.2 * rng.standard_normal((20, 15360))).astype(np.float32)
+    assert windows.nbytes > 2 * CHUNK_BYTES
+    features = audio.encode(windows)
+    # The mel matrix product may round differently for another number of rows.
+    one_by_one = np.concatenate([audio.encode(window[None]) for window in windows])
+    np.testing.assert_allclose(features, one_by_one, rtol=1e-6)
 
 
 # --- classic audio ----------------------------------------------------------------------------
