@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models import build_detector, count_parameters
-from pipeline.annotations import AnnotationSet, load_annotations
+from pipeline.annotations import AnnotationError, AnnotationSet, load_annotations
 from pipeline.cli import user_errors
 from pipeline.config import settings_argument
 from pipeline.detection.data import (
@@ -170,9 +170,9 @@ def _datasets(
     )
     try:
         val_truth = annotations.subset("validation")
-    except ValueError as err:
-        raise ValueError(
-            f"{annotations_path}: {err}; model selection needs a validation split"
+    except AnnotationError as err:  # its message names the file already
+        raise AnnotationError(
+            f"{err.problem}; model selection needs a validation split", source=err.source
         ) from err
     val_set = FeatureDataset(annotations, "validation", **shared, training=False)
     for split, dataset in (("train", train_set), ("validation", val_set)):

@@ -281,3 +281,24 @@ def test_cli_rejects_max_seq_len_off_the_stride(
     )
     assert code == 1
     assert "multiple of the detector's max_stride 4" in capsys.readouterr().err
+
+
+def test_cli_names_the_annotation_file_once_without_a_validation_split(
+    feature_set: SyntheticFeatureSet, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    annotations = json.loads(feature_set.annotations_path.read_text())
+    for video in annotations["database"].values():
+        if video["subset"] == "validation":
+            video["subset"] = "train"
+    no_validation = tmp_path / "no_validation.json"
+    no_validation.write_text(json.dumps(annotations))
+    paths = {**_paths(feature_set), "annotations_path": no_validation}
+    arguments = ["--settings", json.dumps(RUN_CONFIG), "--out", str(tmp_path / "run")]
+    for flag, key in (("--index", "index_path"), ("--stats", "stats_path")):
+        arguments += [flag, str(paths[key])]
+    code = main([*arguments, "--annotations", str(no_validation)])
+    error = capsys.readouterr().err
+    assert code == 1
+    assert f"{no_validation}: no video has subset 'validation'" in error
+    assert "model selection needs a validation split" in error
+    assert error.count(str(no_validation)) == 1
