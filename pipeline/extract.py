@@ -127,7 +127,7 @@ def _batched(items: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[np.
         yield np.stack(batch)
 
 
-def _window_starts(timestamps: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+def window_starts(timestamps: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
     """First sample ``(T,)`` int64 of each snippet's audio window, and N, samples per window."""
     window_length = round((timestamps[0, 1] - timestamps[0, 0]) * sample_rate)
     starts = np.round(timestamps[:, 0] * sample_rate).astype(np.int64)  # (T,)
@@ -137,7 +137,7 @@ def _window_starts(timestamps: np.ndarray, sample_rate: int) -> tuple[np.ndarray
 def audio_windows(waveform: np.ndarray, timestamps: np.ndarray, sample_rate: int) -> np.ndarray:
     """(T, N) windows of the waveform on the snippet grid, zero-padded past its end; the whole
     waveform in memory (extraction cuts the same windows from the decoding stream instead)."""
-    starts, window_length = _window_starts(timestamps, sample_rate)
+    starts, window_length = window_starts(timestamps, sample_rate)
     padded = np.concatenate([waveform, np.zeros(window_length, dtype=np.float32)])
     positions = starts[:, None] + np.arange(window_length)[None, :]  # (T, N)
     return padded[np.minimum(positions, len(padded) - 1)]
@@ -245,7 +245,7 @@ class _VideoExtraction:
             threads=threads,
         )
         clip_batches = _batched(iter_clips(frames, indices), batch_size)
-        starts, window_length = _window_starts(timestamps, audio_encoder.sample_rate)
+        starts, window_length = window_starts(timestamps, audio_encoder.sample_rate)
         samples = iter_audio(
             self.video_path,
             audio_encoder.sample_rate,

@@ -7,11 +7,12 @@ so the audio must describe the same seconds as the released rows: visual row ``i
 ``i`` is the configured audio encoder (``extraction.audio``) applied to exactly that window of the
 video's sound, ``[i * feat_stride / fps, (i * feat_stride + num_frames) / fps]`` seconds.
 
-The sound is decoded once per video by :func:`pipeline.decode.read_audio` (mono, at the
+The sound is decoded once per video by :func:`pipeline.decode.iter_audio` (mono, at the
 encoder's sample rate, on the axis whose second 0 is the first video frame, the frame the
-release's row 0 starts at) and cut by :func:`pipeline.extract.audio_windows` (the extraction
-stage's windowing: start sample ``round(start_s * sample_rate)``, zero-padded past the end), a few
-thousand rows at a time so that an hour-long EPIC-Kitchens video never holds all its windows.
+release's row 0 starts at) and cut as it streams by :func:`pipeline.audio.iter_windows` with the
+extraction stage's windowing (:func:`pipeline.extract.window_starts`: start sample
+``round(start_s * sample_rate)``, zero-padded past the end), one batch of rows at a time, so an
+hour-long EPIC-Kitchens video never holds its whole waveform or all its windows.
 
 Before any decoding :func:`check_grid_duration` compares the rows with the video's length (the
 annotations' ``duration``, then the probed file's); see :data:`GRID_SLACK_STRIDES` for the
@@ -30,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.audio import iter_windows
 from pipeline.config import settings_argument
-from pipeline.decode import DecodeError, NoAudioStream, probe, read_audio
+from pipeline.decode import DecodeError, NoAudioStream, iter_audio, probe
 from pipeline.encoders import AudioEncoder, build_audio_encoder
-from pipeline.extract import audio_windows
+from pipeline.extract import window_starts
 from pipeline.importers.common import (
     FeatureImportError,
     FrameGrid,
@@ -47,9 +49,6 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".m
 # Tolerance of check_grid_duration beyond the extent a correct release can have (see there).
 GRID_SLACK_STRIDES = 1.0  # in strides
 GRID_SLACK_FRACTION = 0.01  # of the video's duration
-
-# Samples of windows held at once (64 MiB of float32); a chunk holds at least one batch.
-WINDOW_CHUNK_SAMPLES = 16 * 2**20
 
 
 class GridMismatchError(FeatureImportError):
@@ -208,8 +207,12 @@ class GridAudioExtractor:
         Raises:
             VideoExtractionError: unreadable file or no audio stream, naming id and file.
         """
+        starts, window_samples = window_starts(timestamps, self.sample_rate)
+        rows: list[np.ndarray] = []
         try:
-            waveform = read_audio(video_path, self.sample_rate)  # (N,) mono
+            samples = iter_audio(video_path, self.sample_rate)  # mono blocks, in order
+            for windows in iter_windows(samples, starts, window_samples, self.batch_size):
+                rows.append(self.encoder.encode(windows))  # windows (B, N)
         except NoAudioStream as err:
             raise VideoExtractionError(
                 f"video {video_id}: {video_path} has no audio stream, so it has no audio "
@@ -219,18 +222,6 @@ class GridAudioExtractor:
             raise VideoExtractionError(
                 f"video {video_id}: cannot read the sound of {video_path}: {err}"
             ) from err
-        window_samples = max(1, round((timestamps[0, 1] - timestamps[0, 0]) * self.sample_rate))
-        rows_per_chunk = self.batch_size * max(
-            1, WINDOW_CHUNK_SAMPLES // (window_samples * self.batch_size)
-        )
-        rows: list[np.ndarray] = []
-        for chunk_start in range(0, len(timestamps), rows_per_chunk):
-            chunk = timestamps[chunk_start : chunk_start + rows_per_chunk]  # (C, 2)
-            windows = audio_windows(waveform, chunk, self.sample_rate)  # (C, N)
-            rows.extend(
-                self.encoder.encode(windows[i : i + self.batch_size])
-                for i in range(0, len(windows), self.batch_size)
-            )
         return np.concatenate(rows).astype(np.float32, copy=False)  # (T, D)
 
 

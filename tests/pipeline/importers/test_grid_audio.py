@@ -3,6 +3,7 @@ check and finding a benchmark's video files."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,19 @@ import pytest
 
 from pipeline.encoders import AudioEncoder
 from pipeline.importers import grid_audio
-from pipeline.importers.common import FeatureImportError, FrameGrid, MissingFeaturesError
+from pipeline.importers.common import (
+    FeatureImportError,
+    FrameGrid,
+    MissingFeaturesError,
+    VideoExtractionError,
+)
 from pipeline.importers.grid_audio import (
     GridAudioExtractor,
     GridMismatchError,
     VideoFolder,
     check_grid_duration,
 )
+from tests.media import make_video
 
 EPIC = FrameGrid(fps=30.0, stride_frames=16, window_frames=32)  # EPIC-Kitchens-100 SlowFast
 THUMOS_25 = FrameGrid(fps=25.0, stride_frames=4, window_frames=16)  # I3D at a 25 fps video's rate
@@ -47,12 +54,21 @@ class FirstSampleEncoder(AudioEncoder):
         return {"name": self.name}
 
 
-@pytest.mark.parametrize("chunk_samples", [grid_audio.WINDOW_CHUNK_SAMPLES, 3000])
-def test_each_row_reads_its_own_seconds(monkeypatch, chunk_samples: int) -> None:
+def streamed(waveform: np.ndarray, block: int = 700):
+    """A stand-in for ``iter_audio``: ``waveform`` in blocks of ``block`` samples."""
+
+    def iter_audio(path, sample_rate):
+        for first in range(0, len(waveform), block):
+            yield waveform[first : first + block]
+
+    return iter_audio
+
+
+@pytest.mark.parametrize("batch_size", [2, 64])
+def test_each_row_reads_its_own_seconds(monkeypatch, batch_size: int) -> None:
     ramp = np.arange(3000, dtype=np.float32)  # sample n holds n: 3 s at 1 kHz
-    monkeypatch.setattr(grid_audio, "read_audio", lambda path, sample_rate: ramp)
-    monkeypatch.setattr(grid_audio, "WINDOW_CHUNK_SAMPLES", chunk_samples)  # 3000: 2-row chunks
-    extractor = GridAudioExtractor({"name": "classic"}, batch_size=2)
+    monkeypatch.setattr(grid_audio, "iter_audio", streamed(ramp))
+    extractor = GridAudioExtractor({"name": "classic"}, batch_size=batch_size)
     extractor.encoder = FirstSampleEncoder()
     audio = extractor.extract("P01_01", Path("P01_01.MP4"), EPIC.timestamps(6))
     # row i starts at sample round(1000 * 16 i / 30) and reads round(1000 * 32 / 30) samples;
@@ -62,13 +78,50 @@ def test_each_row_reads_its_own_seconds(monkeypatch, chunk_samples: int) -> None
 
 
 def test_rows_past_the_sound_are_silent(monkeypatch) -> None:
-    monkeypatch.setattr(
-        grid_audio, "read_audio", lambda path, sample_rate: np.ones(1000, np.float32)
-    )
+    monkeypatch.setattr(grid_audio, "iter_audio", streamed(np.ones(1000, np.float32)))
     extractor = GridAudioExtractor({"name": "classic"}, batch_size=4)
     extractor.encoder = FirstSampleEncoder()
     audio = extractor.extract("v", Path("v.mp4"), THUMOS_25.timestamps(8))  # starts 0 .. 1.12 s
     np.testing.assert_array_equal(audio[:, 0], [1, 1, 1, 1, 1, 1, 1, 0])  # 1.12 s >= 1 s
+
+
+def test_an_hour_of_sound_is_never_held_whole(monkeypatch) -> None:
+    # An hour at 16 kHz is 230 MB of float32; the rows are cut as the blocks stream by, so at
+    # most a batch of windows (64 x 1.07 s, 4.4 MB) and the samples it spans are held.
+    rate, block = 16000, 1024
+
+    def hour_of_blocks(path, sample_rate):
+        for first in range(0, 3600 * rate, block):
+            yield np.full(block, first / (3600 * rate), dtype=np.float32)  # a slow ramp
+
+    class FirstSample16k(FirstSampleEncoder):
+        sample_rate = rate
+
+    monkeypatch.setattr(grid_audio, "iter_audio", hour_of_blocks)
+    extractor = GridAudioExtractor({"name": "classic"}, batch_size=64)
+    extractor.encoder = FirstSample16k()
+    rows = int(3600 / EPIC.stride_s) - 1
+    tracemalloc.start()
+    try:
+        audio = extractor.extract("P01_01", Path("P01_01.MP4"), EPIC.timestamps(rows))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20, f"held {peak / 2**20:.0f} MiB"
+    starts = np.round(EPIC.timestamps(rows)[:, 0] * rate)
+    expected = (starts // block * block / (3600 * rate)).astype(np.float32)  # each block's value
+    np.testing.assert_array_equal(audio[:, 0], expected)
+    assert audio.shape == (rows, 2) and (audio[:, 1] == round(32 / 30 * rate)).all()
+
+
+def test_a_video_without_sound_names_the_video(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.mp4"
+    make_video(silent, duration_s=1.0, audio=False)
+    extractor = GridAudioExtractor({"name": "classic"})
+    with pytest.raises(VideoExtractionError, match=r"video v: .*silent\.mp4 has no audio stream"):
+        extractor.extract("v", silent, THUMOS_25.timestamps(2))
+    with pytest.raises(VideoExtractionError, match="video w: cannot read the sound of"):
+        extractor.extract("w", tmp_path / "missing.mp4", THUMOS_25.timestamps(2))
 
 
 @pytest.mark.parametrize(
