@@ -43,13 +43,14 @@ class TrainedOnVideos:
 
 def train_on_videos(folder: Path) -> TrainedOnVideos:
     """Render two tiny videos (a 440 Hz and an 880 Hz tone), extract them with the default
-    encoders, label one event in each (``beep`` / ``boop``, 0.5-2.0 s) and train
+    encoders and the patch grid, label one event in each (``beep`` / ``boop``, 0.5-2.0 s) and train
     :data:`TINY_RUN` for one epoch: a model whose single-video inference re-extracts for real."""
     videos = []
     for name, tone_hz in (("clip_a", 440.0), ("clip_b", 880.0)):
         media.make_video(folder / f"{name}.mp4", duration_s=3.0, fps=8, tone_hz=tone_hz)
         videos.append(folder / f"{name}.mp4")
-    settings = extraction_settings(validate_config({}))
+    # with the patch grid, as the demo extracts (single-video detection leaves it out)
+    settings = extraction_settings(validate_config({"extraction": {"visual_grid": True}}))
     extract_shard(
         videos,
         settings=settings,

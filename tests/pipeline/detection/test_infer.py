@@ -15,6 +15,8 @@ from pipeline.detection.infer import detect_video, detections_to_events, main, p
 from pipeline.detection.metrics import read_results
 from pipeline.detection.synthetic import SyntheticFeatureSet, write_synthetic_features
 from pipeline.detection.train import TrainResult, train_run
+from pipeline.extract import extract_video
+from pipeline.store import read_store
 from tests.pipeline.detection.helpers import TINY_RUN, train_on_videos
 
 
@@ -151,14 +153,26 @@ def test_cli_split_mode(trained, tmp_path: Path) -> None:
     assert sorted(results) == ["validation_000", "validation_001"]
 
 
-def test_detect_video_matches_split_inference(tmp_path: Path, capsys) -> None:
+def test_detect_video_matches_split_inference(tmp_path: Path, capsys, monkeypatch) -> None:
     """Extract two tiny videos for real, train one epoch, then detect on one video file: the
     single-video path (re-extraction with the recorded settings) must give the events that
     split inference gives on the same video's store."""
     trained = train_on_videos(tmp_path)
     videos, paths, result = trained.videos, trained.paths, trained.result
     expected = predict_split(result.model_path, split="validation", **paths)["clip_b"]
+    extracted = []
+
+    def recording_extract_video(*args, **kwargs):
+        extracted.append(extract_video(*args, **kwargs))
+        return extracted[-1]
+
+    monkeypatch.setattr("pipeline.extract.extract_video", recording_extract_video)
     events = detect_video(videos[1], result.model_path, device="cpu")
+    # The stores hold the patch grid; the re-extraction leaves it out (the detector reads the
+    # pooled rows only, which the grid does not change: the events below match).
+    store = read_store(paths["index_path"].parent / "clip_b.zarr", with_grid=True)
+    assert store.visual_grid is not None
+    assert len(extracted) == 1 and extracted[0].visual_grid is None
     assert len(events) == len(expected) > 0
     for event, reference in zip(events, expected, strict=True):
         assert event["label"] == reference["label"] and event["label"] in ("beep", "boop")
