@@ -505,8 +505,8 @@ class FeatureStore:
                 raise StoreError(
                     f"{self.path} has no visual_grid; extract with `extraction.visual_grid: true`"
                 )
-            visual_grid = self._load("visual_grid")
-        arrays = {name: self._load(name) for name in ("visual", "audio", "timestamps")}
+            visual_grid = self.rows("visual_grid")
+        arrays = {name: self.rows(name) for name in ("visual", "audio", "timestamps")}
         _check_shapes(self.path, {**arrays, "visual_grid": visual_grid})
         return VideoFeatures(
             video_id=self.info.video_id,
@@ -518,10 +518,12 @@ class FeatureStore:
             info=self.info,
         )
 
-    def _load(self, name: str) -> np.ndarray:
-        """Array ``name`` whole; a chunk that does not decode raises :class:`CorruptStoreError`."""
+    def rows(self, name: str, rows: slice | None = None) -> np.ndarray:
+        """Rows ``rows`` of array ``name`` (all when None), reading only their chunks; a chunk
+        that does not decode raises :class:`CorruptStoreError`."""
+        array = self[name]
         try:  # Zarr reports a damaged chunk as blosc's RuntimeError, a short one as ValueError
-            return self.group[name][...]
+            return array[...] if rows is None else array[rows]
         except (RuntimeError, ValueError) as err:
             raise CorruptStoreError(
                 f"{self.path}: array {name!r} has a chunk that does not decode ({err}); "

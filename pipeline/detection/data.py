@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, Sampler
 
 from pipeline.annotations import AnnotationSet
 from pipeline.packed import PackedFeatures
-from pipeline.store import StoreError, open_store
+from pipeline.store import FeatureStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,18 @@ def crop_events(
     return clipped[keep], labels[keep]
 
 
+@dataclass(frozen=True)
+class _StoreRows:
+    """Array ``name`` of a store, read by rows when sliced (:meth:`FeatureStore.rows`: a
+    damaged chunk raises :class:`~pipeline.store.CorruptStoreError` naming store and array)."""
+
+    store: FeatureStore
+    name: str
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.store.rows(self.name, rows)
+
+
 class FeatureDataset(Dataset):
     """Detection examples of one annotation split, read lazily from per-video feature stores.
 
@@ -322,19 +334,20 @@ class FeatureDataset(Dataset):
         store = open_store(path)
         source = {
             "path": path,
-            "centres": np.asarray(store["centres"][...], dtype=np.float64),
+            "centres": np.asarray(store.rows("centres"), dtype=np.float64),
             "stride_s": store.info.stride_s,
             "window_s": store.info.window_s,
             "audio_present": store.info.audio_present,
         }
         for name in self.modalities:
-            array = store[name]  # zarr array: read slices only
-            if array.shape[1] != len(self.stats.mean[name]):
+            dims = store[name].shape[1]
+            if dims != len(self.stats.mean[name]):
                 raise StoreError(
-                    f"{path}: '{name}' has {array.shape[1]} dims, the statistics "
+                    f"{path}: '{name}' has {dims} dims, the statistics "
                     f"{len(self.stats.mean[name])}; the store belongs to another extraction"
                 )
-            source[name] = array[...] if self._cache is not None else array
+            # cached: the whole array now; else only the crop's chunks, when an item is read
+            source[name] = store.rows(name) if self._cache is not None else _StoreRows(store, name)
         if self._cache is not None:
             self._cache[video_id] = source
         return source

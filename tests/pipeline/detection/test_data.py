@@ -20,7 +20,7 @@ from pipeline.detection.data import (
     load_stats,
     seconds_to_grid,
 )
-from pipeline.store import StoreError, write_store
+from pipeline.store import CorruptStoreError, StoreError, write_store
 
 WINDOW_S, STRIDE_S = 0.96, 0.32
 DIMS = {"visual": 4, "audio": 3}
@@ -218,6 +218,27 @@ def test_nan_features_name_the_video_and_store(tmp_path: Path) -> None:
     dataset = _dataset(paths)
     assert dataset[1]["video_id"] == "v0"
     with pytest.raises(ValueError, match=r"video bad: feature store .*bad\.zarr has NaN"):
+        dataset[0]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_chunk_that_does_not_decode_names_the_store_and_the_array(
+    tmp_path: Path, cache: bool
+) -> None:
+    # Damage found after the index (a disk failing mid-training) is Zarr's bare blosc error
+    # unless the loader reads through the store's reader.
+    paths = _write_set(tmp_path, {"v0": (6, "train", [(0.5, 1.0, 0)]), "bad": (6, "train", [])})
+    chunk = next(
+        path
+        for path in (tmp_path / "bad.zarr" / "audio").rglob("*")
+        if path.is_file() and path.name != "zarr.json"
+    )
+    data = bytearray(chunk.read_bytes())
+    data[:16] = bytes(byte ^ 0xFF for byte in data[:16])  # the compressed frame's header
+    chunk.write_bytes(bytes(data))
+    dataset = _dataset(paths, cache=cache)
+    assert dataset[1]["video_id"] == "v0"
+    with pytest.raises(CorruptStoreError, match=r"bad\.zarr: array 'audio' has a chunk"):
         dataset[0]
 
 
