@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline.audio import iter_windows
 from pipeline.config import settings_argument
-from pipeline.decode import DecodeError, NoAudioStream, iter_audio, probe
+from pipeline.decode import DecodeError, NoAudioStream, StreamDamage, iter_audio, probe
 from pipeline.encoders import AudioEncoder, build_audio_encoder
 from pipeline.extract import window_starts
 from pipeline.importers.common import (
@@ -196,13 +196,21 @@ class GridAudioExtractor:
     def sample_rate(self) -> int:
         return self.encoder.sample_rate
 
-    def extract(self, video_id: str, video_path: Path, timestamps: np.ndarray) -> np.ndarray:
+    def extract(
+        self,
+        video_id: str,
+        video_path: Path,
+        timestamps: np.ndarray,
+        *,
+        damage: StreamDamage | None = None,
+    ) -> np.ndarray:
         """(T, D) audio features of ``video_path``, row ``i`` from seconds ``timestamps[i]``.
 
         Args:
             video_id: the video, named in errors.
             video_path: its file.
             timestamps: (T, 2) ``[start_s, end_s]`` of the release's rows (equal widths).
+            damage: filled in with the audio packets the decoder skipped, when given.
 
         Raises:
             VideoExtractionError: unreadable file or no audio stream, naming id and file.
@@ -210,7 +218,7 @@ class GridAudioExtractor:
         starts, window_samples = window_starts(timestamps, self.sample_rate)
         rows: list[np.ndarray] = []
         try:
-            samples = iter_audio(video_path, self.sample_rate)  # mono blocks, in order
+            samples = iter_audio(video_path, self.sample_rate, damage=damage)  # mono blocks
             for windows in iter_windows(samples, starts, window_samples, self.batch_size):
                 rows.append(self.encoder.encode(windows))  # windows (B, N)
         except NoAudioStream as err:
@@ -261,7 +269,8 @@ def audio_on_grid(
         features_file: the visual feature file, named in errors.
 
     Returns:
-        ``(audio (T, D), store attributes (the video file and its probe report), video file)``.
+        ``(audio (T, D), store attributes (the video file, its probe report and the audio
+        packets its decoder skipped: ``decode_errors``), video file)``.
 
     Raises:
         MissingFeaturesError: no video file.
@@ -278,8 +287,15 @@ def audio_on_grid(
         features_file=features_file,
         duration_source=f"the video file {video_path}",
     )
-    audio = extractor.extract(video_id, video_path, grid.timestamps(num_rows))  # (T, D)
-    return audio, {"source": str(video_path), "source_video": info}, video_path
+    damage = StreamDamage()
+    audio = extractor.extract(video_id, video_path, grid.timestamps(num_rows), damage=damage)
+    attrs = {
+        "source": str(video_path),
+        "source_video": info,
+        # skipped packets, as extraction records them (the index lists them)
+        "decode_errors": {"audio": damage.to_dict()} if damage else {},
+    }
+    return audio, attrs, video_path  # audio (T, D)
 
 
 def add_grid_audio_arguments(parser: argparse.ArgumentParser) -> None:

@@ -173,6 +173,27 @@ def test_video_without_sound_fails_or_is_skipped(tmp_path, sounds, make, why) ->
     assert list(index["failed"]) == ["video_test_1"]
 
 
+def test_skipped_audio_packets_are_recorded_in_the_store_and_the_index(tmp_path, sounds) -> None:
+    # As extraction records them: an AC3 sound whose packets 0 and 30 no decoder accepts.
+    arguments = _release(tmp_path, sounds, "thumos14")
+    clean = tmp_path / "clean.mkv"
+    media.make_video(
+        clean, duration_s=4.0, fps=30, codec="mpeg4", audio_codec="ac3", sample_rate=48000
+    )
+    path = arguments["videos_dir"] / "video_test_1.mkv"
+    path.unlink()
+    media.make_damaged_copy(clean, path, kind="audio", packets={0, 30})
+    report, _ = import_actionformer(**arguments)
+    assert sorted(report.written) == sorted(THUMOS_VIDEOS) and not report.failed
+    damaged = read_store(arguments["out_dir"] / "video_test_1.zarr").attrs["decode_errors"]
+    assert list(damaged) == ["audio"] and damaged["audio"]["packets"] == 2
+    assert damaged["audio"]["seconds"] == pytest.approx(2 * 1536 / 48000)  # AC3: 1,536 samples
+    assert read_store(arguments["out_dir"] / "video_validation_1.zarr").attrs["decode_errors"] == {}
+    index = json.loads((arguments["out_dir"] / "index.json").read_text())
+    assert index["videos"]["video_test_1"]["decode_errors"] == damaged
+    assert "decode_errors" not in index["videos"]["video_validation_1"]
+
+
 def test_missing_video_file_follows_missing(tmp_path, sounds) -> None:
     arguments = _release(tmp_path, sounds, "thumos14")
     (arguments["videos_dir"] / "video_test_1.mkv").unlink()

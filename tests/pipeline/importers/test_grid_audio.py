@@ -57,7 +57,7 @@ class FirstSampleEncoder(AudioEncoder):
 def streamed(waveform: np.ndarray, block: int = 700):
     """A stand-in for ``iter_audio``: ``waveform`` in blocks of ``block`` samples."""
 
-    def iter_audio(path, sample_rate):
+    def iter_audio(path, sample_rate, damage=None):
         for first in range(0, len(waveform), block):
             yield waveform[first : first + block]
 
@@ -90,7 +90,7 @@ def test_an_hour_of_sound_is_never_held_whole(monkeypatch) -> None:
     # most a batch of windows (64 x 1.07 s, 4.4 MB) and the samples it spans are held.
     rate, block = 16000, 1024
 
-    def hour_of_blocks(path, sample_rate):
+    def hour_of_blocks(path, sample_rate, damage=None):
         for first in range(0, 3600 * rate, block):
             yield np.full(block, first / (3600 * rate), dtype=np.float32)  # a slow ramp
 
