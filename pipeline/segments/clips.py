@@ -41,7 +41,7 @@ import zarr
 from pipeline.audio import LogMelSpectrogram
 from pipeline.cli import decoder_threads, user_errors
 from pipeline.config import settings_argument
-from pipeline.decode import DecodeError, iter_frames, read_audio
+from pipeline.decode import DecodeError, StreamDamage, iter_frames, read_audio
 from pipeline.segments.settings import ClipSettings, check_settings, from_dict, settings_help
 from pipeline.store import atomic_directory
 
@@ -166,15 +166,24 @@ def log_mel_spectrogram(waveforms: np.ndarray, settings: ClipSettings) -> np.nda
 
 
 def decode_video_segments(
-    path: str | Path, num_segments: int, settings: ClipSettings, *, threads: int = 0
+    path: str | Path,
+    num_segments: int,
+    settings: ClipSettings,
+    *,
+    threads: int = 0,
+    damage: dict[str, StreamDamage] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames ``(S, F, H, W, 3)`` uint8 and log-mel ``(S, mel_frames, n_mels)`` of the first
     ``num_segments`` seconds of a video; ``threads``: the video decoder's (0: automatic,
-    :func:`pipeline.decode.iter_frames`)."""
+    :func:`pipeline.decode.iter_frames`); ``damage``, when given, is filled in with the packets
+    each decoder skipped, under ``"video"`` and ``"audio"``."""
+    damage = damage if damage is not None else {}
+    damage.setdefault("video", StreamDamage())
+    damage.setdefault("audio", StreamDamage())
     fps = settings.frame_fps
     size = (settings.frame_width, settings.frame_height)
     frames = []
-    for frame in iter_frames(path, float(fps), size, threads=threads):
+    for frame in iter_frames(path, float(fps), size, threads=threads, damage=damage["video"]):
         frames.append(frame)
         if len(frames) == num_segments * fps:
             break
@@ -186,7 +195,7 @@ def decode_video_segments(
     frames_array = np.stack(frames).reshape(
         num_segments, fps, settings.frame_height, settings.frame_width, 3
     )  # (S, F, H, W, 3)
-    samples = read_audio(path, settings.sample_rate)
+    samples = read_audio(path, settings.sample_rate, damage=damage["audio"])
     segment_samples = settings.sample_rate
     if len(samples) < num_segments * segment_samples:
         raise ValueError(
@@ -239,10 +248,16 @@ def write_segment_clips(
         )
         log_mel = np.zeros((len(labels), settings.mel_frames, settings.n_mels), np.float32)
         row = 0
+        decode_errors: dict[str, dict[str, Any]] = {}  # video id -> {stream: figures}
         for video_id in order:
+            damage: dict[str, StreamDamage] = {}
             video_frames, video_log_mel = decode_video_segments(
-                videos[source[video_id]], counts[video_id], settings, threads=threads
+                videos[source[video_id]], counts[video_id], settings, threads=threads, damage=damage
             )
+            if any(damage.values()):
+                decode_errors[video_id] = {
+                    kind: figures.to_dict() for kind, figures in damage.items() if figures
+                }
             frames[row : row + counts[video_id]] = video_frames
             log_mel[row : row + counts[video_id]] = video_log_mel
             row += counts[video_id]
@@ -257,6 +272,8 @@ def write_segment_clips(
                 "subsets": [label.subset for label in labels],
                 "num_classes": num_classes,
                 "settings": dataclasses.asdict(settings),
+                # packets the decoders skipped, per video, as extraction records them
+                "decode_errors": decode_errors,
             }
         )
     return Path(path)

@@ -12,6 +12,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from pipeline.config import settings_argument
 from pipeline.segments import clips as clips_cli
@@ -22,9 +23,11 @@ from pipeline.segments import train as train_cli
 from pipeline.segments.augment import augment_frames, random_crop_boxes, resized_crops
 from pipeline.segments.clips import (
     SegmentClips,
+    SegmentLabel,
     decode_video_segments,
     load_clips,
     read_segment_labels,
+    write_segment_clips,
 )
 from pipeline.segments.features import load_features
 from pipeline.segments.metrics import majority_accuracy, segment_accuracy
@@ -82,6 +85,26 @@ def test_segment_frames_lie_inside_their_segment(tmp_path: Path) -> None:
     assert 380 < loudest < 500
     with pytest.raises(ValueError, match=r"the labels list 4 segments"):
         decode_video_segments(video, 4, settings)
+
+
+def test_skipped_packets_are_recorded_per_video_in_the_clips_store(tmp_path: Path) -> None:
+    # As extraction records them: an AC3 sound whose packets 0 and 30 no decoder accepts.
+    clean, damaged = tmp_path / "clean.mkv", tmp_path / "damaged.mkv"
+    media.make_video(clean, duration_s=2.0, codec="mpeg4", audio_codec="ac3", sample_rate=48000)
+    media.make_damaged_copy(clean, damaged, kind="audio", packets={0, 30})
+    labels = [
+        SegmentLabel(video_id, segment, 0, "train", video_id)
+        for video_id in ("clean", "damaged")
+        for segment in range(2)
+    ]
+    settings = ClipSettings(frame_fps=2, frame_width=16, frame_height=16, n_mels=16)
+    path = write_segment_clips(
+        {"clean": clean, "damaged": damaged}, labels, 1, settings, tmp_path / "clips.zarr"
+    )
+    decode_errors = zarr.open_group(path, mode="r").attrs["decode_errors"]
+    assert list(decode_errors) == ["damaged"] and list(decode_errors["damaged"]) == ["audio"]
+    assert decode_errors["damaged"]["audio"]["packets"] == 2
+    assert decode_errors["damaged"]["audio"]["seconds"] == pytest.approx(2 * 1536 / 48000)
 
 
 def _write_labels(tmp_path: Path, rows: list[tuple], subsets: dict[str, str]) -> tuple[Path, Path]:
