@@ -13,7 +13,10 @@ repository's Snakefile (``--directory`` the working folder), times
 3. ``snakemake -n`` again, every output up to date (target: under 60 s);
 4. ``snakemake`` once more, with nothing to do: the cost of a no-op run (target: under 60 s).
    Should the second dry run find anything to do, its jobs are printed instead, and this run
-   is left out so that no job ever runs on the placeholders.
+   is left out so that no job ever runs on the placeholders;
+5. ``snakemake --mode remote -n`` on the first extraction job's output, nothing built: what a
+   cluster job (SLURM) spends parsing the Snakefile again and finding its one job before it
+   starts (the checks of the user's files run in the main process only).
 
 Each phase is printed in seconds and in microseconds per video, and with several sizes
 (``--synthetic 10000 100000 1000000``) a last table shows how the cost per video grows. The
@@ -59,7 +62,7 @@ SYNTHETIC_SUBSETS = ("train", "train", "train", "validation", "test")
 # Links to one file that ext4 allows (65,000); a fresh empty file serves the next ones.
 LINKS_PER_FILE = 60_000
 INPUT_AGE_S = 86_400  # videos, annotations and config are dated this long ago, before any output
-PHASES = ("dry run", "all done", "no-op")  # the timed phases, in order
+PHASES = ("dry run", "all done", "no-op", "cluster job")  # the timed phases, in order
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,11 @@ def measure(
     sizes = Sizes(len(video_ids), shard_size, job_total(dry_out))
     print(f"videos: {sizes.num_videos}, shard size {shard_size}, jobs: {sizes.num_jobs}")
     print(f"dry run, nothing built (snakemake -n): {phase(seconds['dry run'], sizes, TARGET_S)}")
+    first_shard = next(
+        path for _, outputs in dry_run_jobs(dry_out) for path in outputs if "/shards/" in path
+    )
+    seconds["cluster job"], _ = snakemake(workdir, "-n", "--mode", "remote", first_shard)
+    print(f"a cluster job's start ({first_shard}):  {phase(seconds['cluster job'], sizes)}")
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
         dry_profile = profile_dir / f"{sizes.num_videos}_dry_run.prof"

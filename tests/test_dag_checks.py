@@ -31,3 +31,8 @@ def test_a_missing_split_fails_the_dry_run_naming_the_file(tmp_path):
     assert result.returncode != 0
     assert f"{annotations}: no video has subset 'test'" in result.stdout
     assert "rule extract_shard" not in result.stdout and not (tmp_path / "results").exists()
+    # A cluster job (--mode remote) parses the Snakefile again after the checks passed in the
+    # main process: it does not run them again.
+    remote = snakemake(tmp_path, "-n", "--mode", "remote")
+    assert remote.returncode == 0, remote.stdout
+    assert "no video has subset" not in remote.stdout and "extract_shard" in remote.stdout

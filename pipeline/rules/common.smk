@@ -39,9 +39,15 @@ SHARDS = shard(list(VIDEOS), config["extraction"]["shard_size"])
 # detection annotations).
 SPATIAL_BENCHMARK = spatial_benchmark(config)
 ANNOTATIONS = None if SPATIAL_BENCHMARK else annotations_path(config["dataset"])
+# Checks of the user's files below run in the main process only (PREFLIGHT): a cluster job
+# parses this file again to find its rule, after they passed (at 1,000,000 videos the annotation
+# check alone takes about 25 s, which every SLURM job would spend again, and its warnings would
+# fill every job's log).
+PREFLIGHT = workflow.is_main_process
 # The user's annotation file (format, splits, every annotated video in videos_dir), before any
 # job runs: a mistake fails `snakemake -n`, not the training job after the extraction.
-check_annotations(config, VIDEOS)
+if PREFLIGHT:
+    check_annotations(config, VIDEOS)
 RUNS = list(config["runs"])
 # Each detection run is trained once per seed (training.seeds, shared or the run's own).
 RUN_SEEDS = {run: run_seeds(config, run) for run in RUNS}
@@ -52,7 +58,8 @@ SEGMENT_RUNS = list(SEGMENTS["runs"])
 SEGMENT_PRETRAININGS = sorted({run["pretraining"] for run in SEGMENTS["runs"].values()})
 SEGMENTS_AVAILABLE = task_enabled(config, "segments")
 # AV-BT's ResNet-50 / VGGish weights, before any job runs.
-check_segment_weights(config, ", ".join(map(str, workflow.configfiles)) or "config")
+if PREFLIGHT:
+    check_segment_weights(config, ", ".join(map(str, workflow.configfiles)) or "config")
 # None (synthetic labels), "videos" (AVE's annotations beside raw videos) or "import".
 SEGMENT_LABELS = segment_labels_source(config)
 if SEGMENT_LABELS is None:
@@ -61,7 +68,7 @@ else:  # AVE's 28 event categories
     from pipeline.importers.ave import CATEGORIES as AVE_CATEGORIES
 
     SEGMENT_CLASSES = len(AVE_CATEGORIES)
-if SEGMENTS_AVAILABLE and SEGMENT_LABELS == "videos":
+if PREFLIGHT and SEGMENTS_AVAILABLE and SEGMENT_LABELS == "videos":
     from pipeline.importers.ave import check_ave_videos
 
     # Every split row's clip must be in videos_dir, before any job runs.
@@ -72,7 +79,10 @@ SPATIAL_RUNS = list(SPATIAL["runs"])
 SPATIAL_SEEDS = SPATIAL["seeds"]
 SPATIAL_AVAILABLE = task_enabled(config, "spatial")
 # The benchmark's release files and the encoders' weights, before any job runs.
-check_spatial_benchmark(config, ", ".join(map(str, workflow.configfiles)) or "config")
+if PREFLIGHT:
+    check_spatial_benchmark(
+        config, ", ".join(map(str, workflow.configfiles)) or "config"
+    )
 SPATIAL_SET_SPLITS = spatial_set_splits(config) if SPATIAL_BENCHMARK else []
 PUBLISHED_RESULTS = str(
     Path(workflow.basedir) / "pipeline" / "data" / "published_results.yaml"
