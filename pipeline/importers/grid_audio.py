@@ -10,7 +10,7 @@ video's sound, ``[i * feat_stride / fps, (i * feat_stride + num_frames) / fps]``
 The sound is decoded once per video by :func:`pipeline.decode.iter_audio` (mono, at the
 encoder's sample rate, on the axis whose second 0 is the first video frame, the frame the
 release's row 0 starts at) and cut as it streams by :func:`pipeline.audio.iter_windows` with the
-extraction stage's windowing (:func:`pipeline.extract.window_starts`: start sample
+extraction stage's windowing (:func:`pipeline.video_extraction.window_starts`: start sample
 ``round(start_s * sample_rate)``, zero-padded past the end), one batch of rows at a time, so an
 hour-long EPIC-Kitchens video never holds its whole waveform or all its windows.
 
@@ -35,13 +35,13 @@ from pipeline.audio import iter_windows
 from pipeline.config import settings_argument
 from pipeline.decode import DecodeError, NoAudioStream, StreamDamage, iter_audio, probe
 from pipeline.encoders import AudioEncoder, build_audio_encoder
-from pipeline.extract import window_starts
 from pipeline.importers.common import (
     FeatureImportError,
     FrameGrid,
     MissingFeaturesError,
     VideoExtractionError,
 )
+from pipeline.video_extraction import window_starts
 
 # Extensions tried, in any letter case, for ``{vid}{ext}`` when no pattern is given.
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg")

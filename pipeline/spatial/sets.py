@@ -214,7 +214,7 @@ def encode_audio(
     batch_size: int,
 ) -> np.ndarray:
     """(N, Da): per sample, the mean embedding of its audio window's ``window_s`` windows."""
-    from pipeline.extract import audio_windows
+    from pipeline.video_extraction import audio_windows
 
     rate = encoder.sample_rate
     windows, owners = [], []

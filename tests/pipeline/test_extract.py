@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import decode, extract
+from pipeline import decode, video_extraction
 from pipeline.config import extraction_settings, validate_config
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
@@ -30,18 +30,12 @@ from pipeline.encoders import (
     build_audio_encoder,
     build_visual_encoder,
 )
-from pipeline.extract import (
-    audio_windows,
-    extract_shard,
-    extract_video,
-    extract_video_to_store,
-    iter_clips,
-    settings_hash,
-)
+from pipeline.extract import extract_shard, extract_video, extract_video_to_store
 from pipeline.ids import check_video_id
 from pipeline.index import build_index
 from pipeline.sources import file_stamp
 from pipeline.store import StoreWriter, is_complete, read_store
+from pipeline.video_extraction import audio_windows, iter_clips, settings_hash
 from tests import media
 
 
@@ -311,7 +305,7 @@ def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(
             pulled[0] += len(block)
             yield block
 
-    monkeypatch.setattr(extract, "iter_audio", counted_audio)
+    monkeypatch.setattr(video_extraction, "iter_audio", counted_audio)
     monkeypatch.setattr(decode, "RESAMPLED_FRAME_S", 0.05)  # blocks of 50 samples at 1 kHz
     pulled_at_encode = []
 
@@ -361,13 +355,13 @@ def test_extraction_decodes_in_threads_when_the_process_may_use_two_cpus(
 ):
     started = []
 
-    class RecordingBackground(extract.Background):
+    class RecordingBackground(video_extraction.Background):
         def __init__(self, items, *, depth, name):
             started.append(name)
             super().__init__(items, depth=depth, name=name)
 
-    monkeypatch.setattr(extract, "Background", RecordingBackground)
-    monkeypatch.setattr(extract, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(video_extraction, "Background", RecordingBackground)
+    monkeypatch.setattr(video_extraction, "usable_cpus", lambda: cpus)
     extract_video(videos["clip"], _settings(), device="cpu")
     assert started == (["decode-video", "decode-audio"] if threaded else [])
 
