@@ -1,7 +1,7 @@
 """Run an iterator in a thread of its own, a few items ahead of the code that consumes it.
 
 Extraction decodes a video's frames and sound while the encoders embed what was decoded
-(:mod:`pipeline.extract`), as ffmpeg's command line runs its demuxer, decoders and muxer in
+(:mod:`pipeline.video_extraction`), as ffmpeg's command line runs its demuxer, decoders and muxer in
 threads of their own: libavcodec releases the GIL while it decodes, so decoding and embedding
 overlap on a machine with a second core.
 """

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -105,6 +105,12 @@ class StreamDamage:
         figures = asdict(self)
         del figures["duration_s"]
         return {**figures, "seconds": round(self.seconds, 6), "fraction": round(self.fraction, 6)}
+
+
+def decode_errors(damage: Mapping[str, StreamDamage]) -> dict[str, dict[str, int | float]]:
+    """The ``decode_errors`` record of a file's streams (``{stream: figures}``), kept in stores'
+    attributes and ``index.json``: the damaged streams only, ``{}`` when all decoded cleanly."""
+    return {kind: figures.to_dict() for kind, figures in damage.items() if figures}
 
 
 class _DamageGuard:

@@ -31,6 +31,7 @@ from pipeline.decode import (
     NoAudioStream,
     StreamDamage,
     VideoInfo,
+    decode_errors,
     frame_indices,
     iter_audio,
     iter_frames,
@@ -269,9 +270,7 @@ class VideoExtraction:
             "config_hash": settings_hash(settings, visual_encoder, audio_encoder),
             "video": self.info.to_dict(),
             "audio_present": audio_present,
-            "decode_errors": {
-                kind: figures.to_dict() for kind, figures in damage.items() if figures
-            },
+            "decode_errors": decode_errors(damage),
             "extraction_seconds": round(time.perf_counter() - self.started, 3),
         }
 

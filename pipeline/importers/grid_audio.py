@@ -33,7 +33,14 @@ import numpy as np
 
 from pipeline.audio import iter_windows
 from pipeline.config import settings_argument
-from pipeline.decode import DecodeError, NoAudioStream, StreamDamage, iter_audio, probe
+from pipeline.decode import (
+    DecodeError,
+    NoAudioStream,
+    StreamDamage,
+    decode_errors,
+    iter_audio,
+    probe,
+)
 from pipeline.encoders import AudioEncoder, build_audio_encoder
 from pipeline.importers.common import (
     FeatureImportError,
@@ -293,7 +300,7 @@ def audio_on_grid(
         "source": str(video_path),
         "source_video": info,
         # skipped packets, as extraction records them (the index lists them)
-        "decode_errors": {"audio": damage.to_dict()} if damage else {},
+        "decode_errors": decode_errors({"audio": damage}),
     }
     return audio, attrs, video_path  # audio (T, D)
 

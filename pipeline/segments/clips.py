@@ -41,7 +41,7 @@ import zarr
 from pipeline.audio import LogMelSpectrogram
 from pipeline.cli import decoder_threads, user_errors
 from pipeline.config import settings_argument
-from pipeline.decode import DecodeError, StreamDamage, iter_frames, read_audio
+from pipeline.decode import DecodeError, StreamDamage, decode_errors, iter_frames, read_audio
 from pipeline.segments.settings import ClipSettings, check_settings, from_dict, settings_help
 from pipeline.store import atomic_directory
 
@@ -248,16 +248,14 @@ def write_segment_clips(
         )
         log_mel = np.zeros((len(labels), settings.mel_frames, settings.n_mels), np.float32)
         row = 0
-        decode_errors: dict[str, dict[str, Any]] = {}  # video id -> {stream: figures}
+        damaged: dict[str, dict[str, Any]] = {}  # video id -> {stream: figures}
         for video_id in order:
             damage: dict[str, StreamDamage] = {}
             video_frames, video_log_mel = decode_video_segments(
                 videos[source[video_id]], counts[video_id], settings, threads=threads, damage=damage
             )
             if any(damage.values()):
-                decode_errors[video_id] = {
-                    kind: figures.to_dict() for kind, figures in damage.items() if figures
-                }
+                damaged[video_id] = decode_errors(damage)
             frames[row : row + counts[video_id]] = video_frames
             log_mel[row : row + counts[video_id]] = video_log_mel
             row += counts[video_id]
@@ -273,7 +271,7 @@ def write_segment_clips(
                 "num_classes": num_classes,
                 "settings": dataclasses.asdict(settings),
                 # packets the decoders skipped, per video, as extraction records them
-                "decode_errors": decode_errors,
+                "decode_errors": damaged,
             }
         )
     return Path(path)
