@@ -1,5 +1,7 @@
 """Log-mel spectrograms of mono waveforms: the one STFT and mel front end of the pipeline; and
-:func:`iter_windows`, which cuts an audio encoder's windows from a waveform as it decodes.
+:func:`iter_windows`, which cuts an audio encoder's windows from a waveform as it decodes, a
+batch at a time, as the stretch of samples the batch reads (:class:`WindowBatch`), so that an
+encoder whose windows overlap can analyse the shared samples once.
 
 The classic audio encoder (:mod:`pipeline.encoders.classic_audio`: Slaney mel powers,
 ``log(mel + 1e-10)``) and the segment clips (:mod:`pipeline.segments.clips`: VGGish's HTK mel
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import librosa
 import numpy as np
@@ -117,11 +120,33 @@ class LogMelSpectrogram:
         return self.log_mel(self.spectrogram(self.frames(waveforms, max_frames)))
 
 
+class WindowBatch(NamedTuple):
+    """Windows of one stretch of waveform: window ``b`` holds ``samples[offsets[b] :
+    offsets[b] + length]``.
+
+    Args:
+        samples: ``(L,)`` float32, the stretch the windows read, zeros past the waveform's end.
+        offsets: ``(B,)`` int64, where each window starts in ``samples``, non-decreasing.
+        length: N, samples per window.
+    """
+
+    samples: np.ndarray
+    offsets: np.ndarray
+    length: int
+
+    def windows(self) -> np.ndarray:
+        """The windows ``(B, N)``, a copy."""
+        return np.lib.stride_tricks.sliding_window_view(self.samples, self.length)[self.offsets]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
 def iter_windows(
     blocks: Iterable[np.ndarray], starts: np.ndarray, window_samples: int, batch_size: int
-) -> Iterator[np.ndarray]:
+) -> Iterator[WindowBatch]:
     """Cut windows from a waveform that arrives as consecutive blocks ``(n,)`` (a stream such as
-    :func:`pipeline.decode.iter_audio`), ``batch_size`` windows ``(B, N)`` at a time.
+    :func:`pipeline.decode.iter_audio`), ``batch_size`` windows at a time.
 
     Window k holds samples ``[starts[k], starts[k] + window_samples)`` of the waveform, zeros
     past its end. ``starts`` must be non-negative and non-decreasing, so only the samples from
@@ -134,6 +159,10 @@ def iter_windows(
         starts: ``(T,)`` first sample of each window.
         window_samples: N, samples per window (> 0).
         batch_size: windows per yielded batch (> 0); the last batch may hold fewer.
+
+    Yields:
+        a :class:`WindowBatch` per batch: the samples from its first window's start to its last
+        window's end, zeros past the waveform's end.
     """
     starts = np.asarray(starts, dtype=np.int64)  # (T,)
     if window_samples < 1 or batch_size < 1:
@@ -157,10 +186,12 @@ def iter_windows(
             else:
                 parts.append(block)
                 held_end += len(block)
-        padded = np.concatenate([*parts, np.zeros(window_samples, held.dtype)])  # (L + N,)
-        held = padded[: len(padded) - window_samples]  # (L,)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, window_samples)  # (L + 1, N)
-        yield windows[np.minimum(batch_starts - held_start, len(held))]  # (B, N), a copy
+        held = np.concatenate(parts)  # (L,) samples [held_start, held_start + L)
+        first_sample = int(batch_starts[0]) - held_start  # past the end for a silent tail
+        offsets = batch_starts - batch_starts[0]  # (B,)
+        length = int(offsets[-1]) + window_samples
+        stretch = held[first_sample : first_sample + length]
+        yield WindowBatch(np.pad(stretch, (0, length - len(stretch))), offsets, window_samples)
         if first + batch_size < len(starts):  # drop what the next batch does not see
             dropped = min(int(starts[first + batch_size]) - held_start, len(held))
             held, held_start = held[dropped:], held_start + dropped

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio import iter_windows
+from pipeline.audio import WindowBatch, iter_windows
 from pipeline.background import Background, switch_interval, usable_cpus
 from pipeline.decode import (
     DecodeError,
@@ -298,13 +298,13 @@ class AudioRows:
         self.write, self.encoder = write, encoder
         self.error: Exception | None = None
 
-    def take(self, window_batches: Iterable[np.ndarray]) -> None:
-        """Embed and write every batch of windows ``(B, N)`` in ``window_batches``."""
+    def take(self, window_batches: Iterable[WindowBatch]) -> None:
+        """Embed and write every batch of windows in ``window_batches``."""
         if self.error is not None:
             return
         try:
-            for windows in window_batches:
-                self.write("audio", self.encoder.encode(windows))
+            for batch in window_batches:
+                self.write("audio", self.encoder.encode_batch(batch))
         except Exception as error:  # raised by finish, after the video's rows
             self.error = error
 

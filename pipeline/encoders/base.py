@@ -2,8 +2,9 @@
 
 An encoder turns one batch of snippets into one row of features per snippet:
 a :class:`VisualEncoder` takes ``(B, F, H, W, 3)`` uint8 clips, an :class:`AudioEncoder` takes
-``(B, N)`` float32 mono waveform windows. Both are built once per extraction job (the model is
-loaded once) and called on many batches.
+``(B, N)`` float32 mono waveform windows (or, from the extraction, the stretch of waveform they
+are cut from: :meth:`AudioEncoder.encode_batch`). Both are built once per extraction job (the
+model is loaded once) and called on many batches.
 
 torch is imported inside the helpers that need it, never at module level: the weight-free
 classic encoders subclass these interfaces, and an extraction job that uses only them must not
@@ -22,6 +23,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+    from pipeline.audio import WindowBatch
 
 
 class MissingWeightsError(RuntimeError):
@@ -139,6 +142,12 @@ class AudioEncoder(ABC):
     @abstractmethod
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Embed windows ``(B, N)`` float32 into ``(B, D)`` float32."""
+
+    def encode_batch(self, batch: WindowBatch) -> np.ndarray:
+        """Embed the windows of ``batch`` into ``(B, D)`` float32, as :meth:`encode` embeds
+        ``batch.windows()``; an encoder whose analysis of overlapping windows can be shared
+        overrides it."""
+        return self.encode(batch.windows())
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

@@ -226,8 +226,8 @@ class GridAudioExtractor:
         rows: list[np.ndarray] = []
         try:
             samples = iter_audio(video_path, self.sample_rate, damage=damage)  # mono blocks
-            for windows in iter_windows(samples, starts, window_samples, self.batch_size):
-                rows.append(self.encoder.encode(windows))  # windows (B, N)
+            for batch in iter_windows(samples, starts, window_samples, self.batch_size):
+                rows.append(self.encoder.encode_batch(batch))  # (B, D)
         except NoAudioStream as err:
             raise VideoExtractionError(
                 f"video {video_id}: {video_path} has no audio stream, so it has no audio "

@@ -110,7 +110,7 @@ def test_iter_windows_cuts_each_window_zero_padded_past_the_end(batch_size):
         iter_windows(_blocks(waveform, (1, 7, 50, 3, 200)), starts, window_samples, batch_size)
     )
     assert [len(batch) for batch in batches[:-1]] == [batch_size] * (len(batches) - 1)
-    windows = np.concatenate(batches)
+    windows = np.concatenate([batch.windows() for batch in batches])
     assert windows.dtype == np.float32
     np.testing.assert_array_equal(windows, expected)
 
@@ -122,7 +122,8 @@ def test_iter_windows_reads_the_stream_only_as_far_as_each_batch_needs():
     pulled = [0]
     batch_size = 8
     batches = iter_windows(_blocks(waveform, (block,), pulled), starts, window_samples, batch_size)
-    for first, windows in zip(range(0, len(starts), batch_size), batches, strict=True):
+    for first, batch in zip(range(0, len(starts), batch_size), batches, strict=True):
+        windows = batch.windows()
         last_end = min(int(starts[first : first + batch_size][-1]) + window_samples, len(waveform))
         # Held at most: this batch's span of the waveform, and one block more.
         assert last_end <= pulled[0] < last_end + block

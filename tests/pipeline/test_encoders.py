@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.audio import WindowBatch
 from pipeline.encoders import (
     AUDIO_ENCODERS,
     VISUAL_ENCODERS,
@@ -319,6 +320,64 @@ def test_classic_audio_statistics_match_librosa():
         np.testing.assert_allclose(features[:, 134 + index], per_frame[:, 0].std(-1), atol=1e-4)
     mel = librosa.feature.melspectrogram(S=magnitude**2, sr=SAMPLE_RATE, n_mels=64)
     np.testing.assert_allclose(features[:, :64], np.log(mel + 1e-10).mean(-1), atol=1e-3)
+
+
+def _grid_batch(waveform: np.ndarray, stride: int, length: int, count: int) -> WindowBatch:
+    """``count`` windows of ``length`` samples every ``stride`` samples of ``waveform``, zeros
+    past its end."""
+    offsets = np.arange(count, dtype=np.int64) * stride  # (B,)
+    samples = np.zeros(int(offsets[-1]) + length, np.float32)
+    samples[: len(waveform)] = waveform[: len(samples)]
+    return WindowBatch(samples, offsets, length)
+
+
+def test_classic_audio_batch_on_a_hop_grid_shares_frames_and_matches_encode(monkeypatch):
+    encoder = ClassicAudioEncoder()
+    rng = np.random.default_rng(4)
+    waveform = np.concatenate(
+        [0.3 * rng.standard_normal(250000), np.zeros(9000), sine(440.0, 0.8, 2.5)]
+    ).astype(np.float32)
+    # The default grid (0.32 s stride, 0.96 s windows), running past the sound's end into
+    # silence, and a stretch that needs several chunks of frames.
+    batch = _grid_batch(waveform, stride=5120, length=15360, count=64)
+    assert batch.samples.nbytes > 2 * CHUNK_BYTES
+    expected = encoder.encode(batch.windows())  # (64, D)
+
+    def refused(windows):
+        raise AssertionError("a hop grid must not be cut into windows")
+
+    monkeypatch.setattr(encoder, "encode", refused)
+    shared = encoder.encode_batch(batch)
+    assert shared.shape == expected.shape and shared.dtype == np.float32
+    # Equal up to float32 rounding of the matrix products (summed in another order).
+    np.testing.assert_allclose(shared, expected, rtol=1e-5, atol=1e-6)
+    # One window, and windows that touch without overlapping, share frames too.
+    np.testing.assert_allclose(
+        encoder.encode_batch(_grid_batch(waveform, 5120, 15360, 1)), expected[:1], rtol=1e-5
+    )
+    touching = _grid_batch(waveform, stride=4800, length=4800, count=5)
+    monkeypatch.undo()
+    np.testing.assert_allclose(
+        encoder.encode_batch(touching), encoder.encode(touching.windows()), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("stride", "length"),
+    [(5000, 15360), (6400, 4800), (160, 300)],  # off the hop grid; apart; shorter than n_fft
+)
+def test_classic_audio_batch_off_the_hop_grid_is_encode_of_its_windows(stride, length):
+    encoder = ClassicAudioEncoder()
+    waveform = (0.2 * np.random.default_rng(5).standard_normal(60000)).astype(np.float32)
+    batch = _grid_batch(waveform, stride, length, count=6)
+    np.testing.assert_array_equal(encoder.encode_batch(batch), encoder.encode(batch.windows()))
+
+
+def test_classic_audio_batch_refuses_nan_samples():
+    batch = _grid_batch(np.zeros(30000, np.float32), stride=5120, length=15360, count=3)
+    batch.samples[20000] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf samples"):
+        ClassicAudioEncoder().encode_batch(batch)
 
 
 # --- registry ---------------------------------------------------------------------------------
