@@ -27,6 +27,7 @@ from pipeline.published import PUBLISHED_PATH
 from pipeline.spatial import evaluate, sets, table, train
 from pipeline.spatial.benchmarks import (
     BenchmarkError,
+    BenchmarkSample,
     Release,
     flickr_gt_map,
     read_benchmark,
@@ -424,6 +425,57 @@ def test_the_set_holds_what_the_stages_read(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["num_samples"] == {"test": 4, "train": 3}
     assert report["encoders"]["visual"]["name"] == "classic"
+
+
+def test_audio_rows_are_window_means_embedded_a_batch_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sample's row is the mean of its windows' embeddings; the windows go to the encoder
+    in batches of ``batch_size`` as the files are read, never all of a split at once."""
+    events: list[str] = []
+    read_audio = sets.read_audio
+
+    def recorded_read(path: Path, sample_rate: int) -> np.ndarray:
+        events.append(f"read {path.name}")
+        return read_audio(path, sample_rate)
+
+    monkeypatch.setattr(sets, "read_audio", recorded_read)
+    rate = 1000
+    wavs = [write_wav(tmp_path / f"{k}.wav", seconds, rate) for k, seconds in enumerate((3, 2))]
+    image = write_image(tmp_path / "frame.jpg")
+    windows_of = {0: (0.0, 3.0), 1: (0.5, 2.0), 2: (0.0, 2.0)}  # row: audio seconds
+    samples = [
+        BenchmarkSample(f"s{row}", "test", image, wavs[min(row, 1)], start, end)
+        for row, (start, end) in windows_of.items()
+    ]
+
+    class FirstSample:
+        """Embeds a window as its first sample and its length; records the batch sizes."""
+
+        sample_rate, dim = rate, 2
+
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def encode(self, windows: np.ndarray) -> np.ndarray:
+            self.batches.append(len(windows))
+            events.append("encode")
+            return np.stack([windows[:, 0], np.full(len(windows), windows.shape[1])], axis=1)
+
+    encoder = FirstSample()
+    rows = sets.encode_audio(samples, encoder, window_s=0.96, stride_s=0.32, batch_size=4)
+    # 7, 2 and 4 windows of 960 samples (snippet_grid of 3.0, 1.5 and 2.0 s), in batches of 4
+    assert encoder.batches == [4, 4, 4, 1]
+    assert events == ["read 0.wav", "encode", "read 1.wav", "encode", "encode", "encode"]
+    expected = []
+    for row, (start, end) in windows_of.items():
+        waveform = read_audio(samples[row].audio_path, rate)
+        part = waveform[round(start * rate) : round(end * rate)]
+        count = int((len(part) / rate - 0.96) // 0.32 + 1e-9) + 1
+        firsts = [part[round(k * 0.32 * rate)] for k in range(count)]
+        expected.append([np.mean(firsts), 960])
+    np.testing.assert_allclose(rows, expected, rtol=1e-6)
+    assert rows.dtype == np.float32
 
 
 # ---------------------------------------------------------------- end to end, per format
