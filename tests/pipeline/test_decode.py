@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from pipeline import decode
+from pipeline import decode, decode_audio
 from pipeline.decode import (
     DecodeError,
     NoAudioStream,
@@ -339,8 +339,8 @@ def test_iter_audio_streams_read_audio_in_blocks_as_it_decodes(
 ) -> None:
     # 2 s streams: by default the resampler's 1 s frames make a few blocks
     assert len(list(iter_audio(files["cfr"], 16000))) <= 3
-    monkeypatch.setattr(decode, "AUDIO_BLOCK_S", 0.01)  # leading silence in blocks of 160
-    monkeypatch.setattr(decode, "RESAMPLED_FRAME_S", 0.02)  # 320 samples, under a packet's 341
+    monkeypatch.setattr(decode_audio, "AUDIO_BLOCK_S", 0.01)  # leading silence in blocks of 160
+    monkeypatch.setattr(decode_audio, "RESAMPLED_FRAME_S", 0.02)  # 320 samples < a packet (341)
     for path in (files["cfr"], files["stereo_mkv"], shifted["late"], shifted["early"]):
         blocks = list(iter_audio(path, 16000))
         assert all(block.dtype == np.float32 and len(block) <= 1024 for block in blocks)

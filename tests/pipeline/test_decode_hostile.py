@@ -74,7 +74,7 @@ def test_undecodable_audio_packets_are_skipped_and_silent(
     """As ffmpeg: the two zeroed AC3 packets are skipped and counted, the rest decodes on the
     same time axis, and the lost packets' time is silence."""
     damage = StreamDamage()
-    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.stream_damage"):
         audio = read_audio(files["audio_damaged"], 16000, damage=damage)
     reference = read_audio(files["ac3"], 16000)
     assert audio.shape == reference.shape

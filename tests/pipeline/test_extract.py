@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import decode, video_extraction
+from pipeline import decode_audio, video_extraction
 from pipeline.config import extraction_settings, validate_config
 from pipeline.decode import (
     MAX_DAMAGED_FRACTION,
@@ -306,7 +306,7 @@ def test_extract_video_streams_audio_one_batch_of_windows_at_a_time(
             yield block
 
     monkeypatch.setattr(video_extraction, "iter_audio", counted_audio)
-    monkeypatch.setattr(decode, "RESAMPLED_FRAME_S", 0.05)  # blocks of 50 samples at 1 kHz
+    monkeypatch.setattr(decode_audio, "RESAMPLED_FRAME_S", 0.05)  # blocks of 50 samples at 1 kHz
     pulled_at_encode = []
 
     class RecordingEncoder(WaveformEncoder):
@@ -652,7 +652,7 @@ def test_max_damaged_fraction_default_is_the_decoders():
 
 def test_extract_records_decode_errors_in_the_store_and_the_index(hostile, tmp_path, caplog):
     out_dir = tmp_path / "features"
-    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.stream_damage"):
         manifest = extract_shard(
             [hostile["clean"], hostile["damaged"]],
             settings=_settings(),

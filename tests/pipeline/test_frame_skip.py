@@ -108,14 +108,14 @@ def sources(tmp_path_factory) -> dict[str, Path]:
 def _decoded_frames(monkeypatch, **kwargs) -> tuple[list[np.ndarray], int]:
     """iter_frames' output and how many frames the decoder handed out."""
     count = [0]
-    decode_skipping = decode._decode_skipping
+    decode_skipping = decode.decode_skipping
 
     def counted(*args):
         for item in decode_skipping(*args):
             count[0] += not isinstance(item, float)
             yield item
 
-    monkeypatch.setattr(decode, "_decode_skipping", counted)
+    monkeypatch.setattr(decode, "decode_skipping", counted)
     frames = list(iter_frames(**kwargs))
     monkeypatch.undo()
     return frames, count[0]
