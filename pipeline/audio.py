@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import librosa
 import numpy as np
@@ -120,7 +119,8 @@ class LogMelSpectrogram:
         return self.log_mel(self.spectrogram(self.frames(waveforms, max_frames)))
 
 
-class WindowBatch(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class WindowBatch:
     """Windows of one stretch of waveform: window ``b`` holds ``samples[offsets[b] :
     offsets[b] + length]``.
 
@@ -139,6 +139,7 @@ class WindowBatch(NamedTuple):
         return np.lib.stride_tricks.sliding_window_view(self.samples, self.length)[self.offsets]
 
     def __len__(self) -> int:
+        """B, the number of windows."""
         return len(self.offsets)
 
 
