@@ -236,8 +236,9 @@ def fixed_batches(
         held_items.append(items)
         held_rows.append(np.full(len(items), row, dtype=np.int64))
         count += len(items)
-        while count >= size:
-            stacked, rows = np.concatenate(held_items), np.concatenate(held_rows)
+        while count >= size:  # a lone held array is sliced, not copied again
+            stacked = held_items[0] if len(held_items) == 1 else np.concatenate(held_items)
+            rows = held_rows[0] if len(held_rows) == 1 else np.concatenate(held_rows)
             yield rows[:size], stacked[:size]
             held_items, held_rows, count = [stacked[size:]], [rows[size:]], count - size
     if count:
